@@ -1,0 +1,82 @@
+import copy
+import re
+
+from snakemake.utils import validate
+
+# A --configfile REPLACES config/config.yaml instead of being merged into it: merging
+# would silently keep the default datasets (and their download) in every user's run.
+# Plain --config KEY=VALUE overrides still apply on top of whichever file is in use.
+if workflow.overwrite_configfiles:
+    config.clear()
+    config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
+
+
+validate(config, schema="../config/schema/config.schema.yaml")
+
+DATASETS = list(config["datasets"])
+METHODS = list(config["methods"])
+SEEDS = list(config["seeds"])
+
+def methods_of_kind(kind):
+    return [name for name, spec in config["methods"].items() if spec["kind"] == kind]
+
+
+def names_regex(names):
+    """A wildcard constraint matching exactly these names (nothing when empty)."""
+    return "|".join(map(re.escape, names)) if names else "(?!x)x"
+
+
+wildcard_constraints:
+    dataset=names_regex(DATASETS),
+    method=names_regex(METHODS),
+    seed=r"\d+",
+
+
+def get_final_outputs():
+    return ["results/summary/metrics.tsv"]
+
+
+def get_dataset(wildcards):
+    """The dataset's validated options (schema defaults filled in)."""
+    return config["datasets"][wildcards.dataset]
+
+
+def get_method(wildcards):
+    return config["methods"][wildcards.method]
+
+
+def get_preprocess_params(wildcards):
+    """Top-level `preprocess` updated with this dataset's overrides."""
+    return {**config["preprocess"], **get_dataset(wildcards).get("preprocess", {})}
+
+
+def get_cluster_params(wildcards):
+    """Top-level `cluster` updated with this dataset's overrides."""
+    return {**config["cluster"], **get_dataset(wildcards).get("cluster", {})}
+
+
+def get_import_inputs(wildcards):
+    """Files the import reads: the download (zeisel2015 without `path`) or the user's file."""
+    dataset = get_dataset(wildcards)
+    if dataset["source"] == "zeisel2015" and "path" not in dataset:
+        folder = f"results/{wildcards.dataset}/download"
+        return {
+            "download": f"{folder}/expression.txt",
+            "provenance": f"{folder}/download.json",
+        }
+    files = {}
+    if "path" in dataset:
+        files["path"] = dataset["path"]
+    if "labels" in dataset:
+        files["labels"] = dataset["labels"]
+    return files
+
+
+def get_run_outputs(name):
+    """One file per dataset x method x seed, e.g. get_run_outputs("metrics.json")."""
+    return expand(
+        f"results/{{dataset}}/{{method}}/seed{{seed}}/{name}",
+        dataset=DATASETS,
+        method=METHODS,
+        seed=SEEDS,
+    )

@@ -1,0 +1,23 @@
+"""Gene selection, cell filter, log-normalisation and the train/validation/test split."""
+
+import anndata as ad
+
+from scembed.preprocess import preprocess
+from scembed.runtime import setup_logging, write_h5ad
+
+
+def main(snakemake):
+    log = setup_logging(snakemake.log[0])
+    raw = ad.read_h5ad(snakemake.input[0])
+    adata = preprocess(raw, **snakemake.params.preprocess)
+    log.info(
+        "kept %d cells x %d genes (%d cells dropped); split %s",
+        *adata.shape,
+        adata.uns["preprocess"]["cells_dropped"],
+        adata.obs["split"].value_counts().to_dict(),
+    )
+    write_h5ad(adata, snakemake.output[0])
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821

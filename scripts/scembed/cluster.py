@@ -1,0 +1,75 @@
+"""kNN graph, UMAP and Leiden on an embedding, with every random step seeded."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scanpy as sc
+
+EMBEDDING_KEY = "X_emb"
+
+
+def check_embedding(embedding: np.ndarray, where: str) -> None:
+    """Refuse a non-finite embedding instead of handing NaN to the clustering."""
+    finite = np.isfinite(embedding)
+    if not finite.all():
+        rows = np.flatnonzero(~finite.all(axis=1))
+        raise ValueError(
+            f"{where}: the embedding has non-finite values in {len(rows)} cells (first: "
+            f"cell {rows[0]}). The model diverged; see its training log and try "
+            "`preset: stable` or a lower `lr`."
+        )
+
+
+def neighbors_graph(
+    adata: ad.AnnData, n_neighbors: int, seed: int, use_rep: str = EMBEDDING_KEY
+) -> None:
+    """kNN graph (scanpy defaults: UMAP connectivities) on ``obsm[use_rep]``, in place."""
+    sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep=use_rep, random_state=seed)
+
+
+def leiden(
+    adata: ad.AnnData,
+    resolution: float,
+    seed: int,
+    flavor: str = "leidenalg",
+    n_iterations: int = -1,
+    directed: bool = True,
+    key_added: str = "leiden",
+) -> pd.Series:
+    """Leiden clusters with the backend, iterations and directedness pinned explicitly."""
+    sc.tl.leiden(
+        adata,
+        resolution=resolution,
+        random_state=seed,
+        flavor=flavor,
+        n_iterations=n_iterations,
+        directed=directed,
+        key_added=key_added,
+    )
+    return adata.obs[key_added]
+
+
+def umap(adata: ad.AnnData, seed: int, min_dist: float = 0.5) -> np.ndarray:
+    """2-D UMAP of the kNN graph (seeded, hence single-threaded and reproducible)."""
+    sc.tl.umap(adata, random_state=seed, min_dist=min_dist)
+    return adata.obsm["X_umap"]
+
+
+def cluster_embedding(
+    adata: ad.AnnData,
+    seed: int,
+    n_neighbors: int = 20,
+    resolution: float = 1.0,
+    leiden_flavor: str = "leidenalg",
+    leiden_n_iterations: int = -1,
+    leiden_directed: bool = True,
+    umap_min_dist: float = 0.5,
+) -> ad.AnnData:
+    """Graph, Leiden (``obs["leiden"]``) and UMAP (``obsm["X_umap"]``) on ``obsm["X_emb"]``."""
+    check_embedding(adata.obsm[EMBEDDING_KEY], "cluster")
+    neighbors_graph(adata, n_neighbors, seed)
+    leiden(adata, resolution, seed, leiden_flavor, leiden_n_iterations, leiden_directed)
+    umap(adata, seed, umap_min_dist)
+    return adata

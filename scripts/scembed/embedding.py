@@ -1,0 +1,21 @@
+"""The embedding file shared by every method: cells, labels, split and ``obsm["X_emb"]``."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+
+from scembed.cluster import EMBEDDING_KEY, check_embedding
+
+
+def embedding_anndata(preprocessed: ad.AnnData, embedding: np.ndarray, info: dict) -> ad.AnnData:
+    """AnnData of the embedding (no expression matrix) with labels, split and ``info``."""
+    check_embedding(embedding, info.get("method", "embedding"))
+    label_key = preprocessed.uns["label_key"]
+    obs = preprocessed.obs[[label_key, "split"]].copy()
+    adata = ad.AnnData(obs=obs)
+    adata.obsm[EMBEDDING_KEY] = np.asarray(embedding, dtype=np.float32)
+    adata.uns["label_key"] = label_key
+    adata.uns["n_genes"] = int(preprocessed.n_vars)
+    adata.uns["embedding"] = info
+    return adata

@@ -1,0 +1,100 @@
+"""The VAE: ``inference`` (q(z|x)) -> ``generative`` (p(x|z)) -> ``loss``."""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Normal, kl_divergence
+
+from scembed.distributions import LIKELIHOODS
+from scembed.nn import Decoder, Encoder
+
+ENCODER_INPUTS = ("counts", "log1p")
+
+
+@dataclass
+class LossOutput:
+    """Loss terms of one minibatch.
+
+    ``loss`` is the scalar that is minimised: the sum over cells of ``reconst_loss``
+    (negative log-likelihood summed over genes) plus ``kl_weight`` times the sum of
+    ``kl_divergence_z`` (KL of q(z|x) to N(0, I) summed over latent dimensions).
+    """
+
+    loss: torch.Tensor
+    reconst_loss: torch.Tensor
+    kl_divergence_z: torch.Tensor
+    n_cells: int
+
+
+class VAE(nn.Module):
+    """Variational autoencoder of counts with a ZINB, NB, ZIP or Poisson likelihood.
+
+    Per-gene parameters, initialised from N(0, 1) as in the book: ``px_r`` (raw inverse
+    dispersion, theta = softplus(px_r)) and ``px_dropout`` (zero-inflation logits, gate =
+    sigmoid(px_dropout)). ``encoder_input="counts"`` feeds raw counts to the encoder (the
+    book); ``"log1p"`` feeds log1p(counts).
+    """
+
+    def __init__(
+        self,
+        n_genes: int,
+        n_latent: int = 10,
+        n_hidden: int = 128,
+        n_layers: int = 2,
+        likelihood: str = "zinb",
+        posterior_scale: str = "softplus",
+        encoder_input: str = "counts",
+    ):
+        super().__init__()
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood {likelihood!r} is not one of {sorted(LIKELIHOODS)}")
+        if encoder_input not in ENCODER_INPUTS:
+            raise ValueError(f"encoder_input {encoder_input!r} is not one of {ENCODER_INPUTS}")
+        self.likelihood = likelihood
+        self.encoder_input = encoder_input
+        self.z_encoder = Encoder(n_genes, n_latent, n_hidden, n_layers, posterior_scale)
+        self.decoder = Decoder(n_latent, n_genes, n_hidden, n_layers)
+        self.px_r = nn.Parameter(torch.randn(n_genes))
+        self.px_dropout = nn.Parameter(torch.randn(n_genes))
+
+    def inference(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Posterior mean and scale of z given counts ``x``, and a reparameterised sample."""
+        x_in = torch.log1p(x) if self.encoder_input == "log1p" else x
+        qz_m, qz_scale = self.z_encoder(x_in)
+        z = Normal(qz_m, qz_scale, validate_args=False).rsample()
+        return {"qz_m": qz_m, "qz_scale": qz_scale, "z": z}
+
+    def generative(self, z: torch.Tensor, size_factor: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Likelihood parameters: expected counts, inverse dispersion, dropout logits."""
+        px_rate = self.decoder(z) * size_factor
+        return {"px_rate": px_rate, "px_r": F.softplus(self.px_r), "px_dropout": self.px_dropout}
+
+    def log_likelihood(self, x: torch.Tensor, px: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Elementwise log p(x | z) under the chosen likelihood."""
+        mu, theta, pi = px["px_rate"], px["px_r"], px["px_dropout"]
+        if self.likelihood == "zinb":
+            return LIKELIHOODS["zinb"](x, mu, theta, pi)
+        if self.likelihood == "nb":
+            return LIKELIHOODS["nb"](x, mu, theta)
+        if self.likelihood == "zip":
+            return LIKELIHOODS["zip"](x, mu, pi)
+        return LIKELIHOODS["poisson"](x, mu)
+
+    def loss(
+        self, x: torch.Tensor, size_factor: torch.Tensor, kl_weight: float = 1.0
+    ) -> LossOutput:
+        """The book's loss: summed negative log-likelihood plus summed KL to N(0, I).
+
+        ``size_factor`` must broadcast to ``x`` (cells x genes, or cells x 1).
+        """
+        qz = self.inference(x)
+        px = self.generative(qz["z"], size_factor)
+        reconst_loss = -self.log_likelihood(x, px).sum(dim=-1)
+        # validate_args=False: a NaN must reach the loss (and the caller's check), not raise here
+        qz_dist = Normal(qz["qz_m"], qz["qz_scale"], validate_args=False)
+        prior = Normal(torch.zeros_like(qz["qz_m"]), torch.ones_like(qz["qz_m"]))
+        kl_divergence_z = kl_divergence(qz_dist, prior).sum(dim=-1)
+        loss = reconst_loss.sum() + kl_weight * kl_divergence_z.sum()
+        return LossOutput(loss, reconst_loss, kl_divergence_z, x.shape[0])

@@ -1,0 +1,70 @@
+"""Encoder and decoder networks of the VAE."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+POSTERIOR_SCALES = ("softplus", "exp_logvar")
+
+
+def _mlp(n_input: int, n_hidden: int, n_layers: int) -> nn.Sequential:
+    """``n_layers`` blocks of Linear + BatchNorm1d + ReLU."""
+    layers: list[nn.Module] = []
+    for i in range(n_layers):
+        layers += [
+            nn.Linear(n_input if i == 0 else n_hidden, n_hidden),
+            nn.BatchNorm1d(n_hidden),
+            nn.ReLU(),
+        ]
+    return nn.Sequential(*layers)
+
+
+class Encoder(nn.Module):
+    """q(z | x): an MLP and two linear heads, the posterior mean and scale.
+
+    ``posterior_scale="softplus"`` is the book's quirk: softplus(head) is used directly as
+    the standard deviation. ``"exp_logvar"`` reads the head as a log-variance, the
+    standard choice: scale = exp(head / 2). ``scale_eps`` keeps the scale away from 0.
+    """
+
+    def __init__(
+        self,
+        n_input: int,
+        n_latent: int,
+        n_hidden: int = 128,
+        n_layers: int = 2,
+        posterior_scale: str = "softplus",
+        scale_eps: float = 1e-4,
+    ):
+        super().__init__()
+        if posterior_scale not in POSTERIOR_SCALES:
+            raise ValueError(
+                f"posterior_scale {posterior_scale!r} is not one of {POSTERIOR_SCALES}"
+            )
+        self.posterior_scale = posterior_scale
+        self.scale_eps = scale_eps
+        self.encoder = _mlp(n_input, n_hidden, n_layers)
+        self.mean_encoder = nn.Linear(n_hidden, n_latent)
+        self.scale_encoder = nn.Linear(n_hidden, n_latent)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (qz_m, qz_scale), each cells x n_latent."""
+        q = self.encoder(x)
+        qz_m = self.mean_encoder(q)
+        head = self.scale_encoder(q)
+        book = self.posterior_scale == "softplus"
+        qz_scale = F.softplus(head) if book else torch.exp(0.5 * head)
+        return qz_m, qz_scale + self.scale_eps
+
+
+class Decoder(nn.Module):
+    """p(x | z): an MLP and a linear layer with softplus, a positive rate per gene."""
+
+    def __init__(self, n_latent: int, n_output: int, n_hidden: int = 128, n_layers: int = 2):
+        super().__init__()
+        self.decoder = _mlp(n_latent, n_hidden, n_layers)
+        self.rate_decoder = nn.Linear(n_hidden, n_output)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Return the rate before size factors, cells x n_output."""
+        return F.softplus(self.rate_decoder(self.decoder(z)))

@@ -1,0 +1,54 @@
+"""Plumbing shared by the rule scripts: logging to the rule's log file, atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+
+def setup_logging(log_path: str) -> logging.Logger:
+    """Send logging, warnings, stdout and stderr of a rule script to its ``log:`` file."""
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    stream = open(log_path, "w", buffering=1)  # noqa: SIM115 - lives as long as the job
+    sys.stdout = sys.stderr = stream
+    logging.basicConfig(
+        stream=stream,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        force=True,
+    )
+    logging.captureWarnings(True)
+    return logging.getLogger("scembed")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path next to ``path``; rename it into place only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(data: dict, path: str | os.PathLike) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+
+
+def write_h5ad(adata, path: str | os.PathLike) -> None:
+    """Write an AnnData file atomically (compressed)."""
+    with atomic_path(path) as tmp:
+        adata.write_h5ad(tmp, compression="gzip")

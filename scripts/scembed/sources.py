@@ -1,0 +1,327 @@
+"""Read cells x genes integer counts and cell-type labels from each supported source.
+
+Every reader returns an AnnData with sparse CSR integer counts in ``X``, the labels in
+``obs[label_key]`` and ``uns["label_key"]``; :func:`check_counts` guards every import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+ZEISEL_FIELDS = (
+    "tissue",
+    "group #",
+    "total mRNA mol",
+    "well",
+    "sex",
+    "age",
+    "diameter",
+    "cell_id",
+    "level1class",
+    "level2class",
+)
+ZEISEL_URLS = (
+    "https://storage.googleapis.com/linnarsson-lab-www-blobs/blobs/cortex/expression_mRNA_17-Aug-2014.txt",
+    "https://exampledata.scverse.org/scvi-tools/expression_mRNA_17-Aug-2014.txt",
+)
+
+
+class DataError(ValueError):
+    """Input data that cannot be used as it is; the message names the problem and the fix."""
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_counts(X, where: str) -> None:
+    """Fail unless ``X`` holds finite, non-negative integers; name the first bad value."""
+    values = X.data if sp.issparse(X) else np.asarray(X)
+    bad = ~np.isfinite(values)
+    problem = "is not finite"
+    if not bad.any():
+        bad = values < 0
+        problem = "is negative"
+    if not bad.any():
+        bad = values != np.round(values)
+        problem = "is not an integer"
+    if not bad.any():
+        return
+    flat = int(np.flatnonzero(bad.ravel())[0])
+    if sp.issparse(X):
+        csr = sp.csr_matrix(X)
+        row = int(np.searchsorted(csr.indptr, flat, side="right") - 1)
+        col = int(csr.indices[flat])
+        value = csr.data[flat]
+    else:
+        row, col = np.unravel_index(flat, values.shape)
+        value = values[row, col]
+    raise DataError(
+        f"{where}: the counts must be non-negative integers, but the value {value!r} at "
+        f"cell {row}, gene {col} {problem}. Point the dataset at raw UMI counts (for an "
+        "h5ad file, set `counts_layer` to the layer that holds them)."
+    )
+
+
+def check_labels(obs: pd.DataFrame, label_key: str, where: str) -> None:
+    """Fail unless ``obs`` has the label column, listing the columns that exist."""
+    if label_key not in obs.columns:
+        raise DataError(
+            f"{where}: there is no label column {label_key!r}; the columns are "
+            f"{list(map(str, obs.columns))}. Set `label_key` to one of them."
+        )
+    if obs[label_key].isna().all():
+        raise DataError(f"{where}: the label column {label_key!r} is empty.")
+
+
+def finish(adata: ad.AnnData, label_key: str, where: str, provenance: dict) -> ad.AnnData:
+    """Check counts and labels, store them in the common layout and record provenance."""
+    check_labels(adata.obs, label_key, where)
+    check_counts(adata.X, where)
+    X = sp.csr_matrix(adata.X)
+    X.data = np.rint(X.data)
+    adata.X = X.astype(np.int64 if X.data.size and X.data.max() > 2**31 - 1 else np.int32)
+    adata.X.eliminate_zeros()
+    adata.obs[label_key] = adata.obs[label_key].astype(str).astype("category")
+    adata.obs_names_make_unique()
+    adata.var_names_make_unique()
+    adata.uns["label_key"] = label_key
+    adata.uns["provenance"] = {
+        **provenance,
+        "imported": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return adata
+
+
+def file_provenance(path: str | os.PathLike, sha256: str | None = None) -> dict:
+    """SHA-256 and size of a file (or of every file in a folder), checked when pinned."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder. Check the dataset's `path`.")
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    size = 0
+    for f in files:
+        with open(f, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+                size += len(block)
+    actual = digest.hexdigest()
+    if sha256 and actual.lower() != sha256.lower():
+        raise DataError(
+            f"{path}: SHA-256 {actual} does not match the pinned sha256 {sha256}. "
+            "The file changed or is not the one you meant; fix the file or the `sha256`."
+        )
+    return {"path": str(path), "sha256": actual, "bytes": size}
+
+
+# --------------------------------------------------------------------------- Zeisel 2015
+
+
+def read_zeisel(path: str | os.PathLike) -> ad.AnnData:
+    """Parse the Zeisel 2015 expression file (genes x cells text) into cells x genes.
+
+    Layout (BOOK.md): rows 0-9 per-cell metadata (column 1 the field name), row 10 a
+    separator, then one row per gene: symbol, gene-cluster number (dropped), counts.
+    """
+    path = str(path)
+    with open(path, encoding="utf-8", newline="") as handle:
+        head = [handle.readline().rstrip("\r\n").split("\t") for _ in range(11)]
+    fields = tuple(row[1] if len(row) > 1 else "" for row in head[:10])
+    if fields != ZEISEL_FIELDS:
+        raise DataError(
+            f"{path}: not the Zeisel 2015 expression file: rows 0-9 should name the fields "
+            f"{list(ZEISEL_FIELDS)} in column 1, found {list(fields)}. Download it again "
+            "or check the dataset's `path`."
+        )
+    n_cells = len(head[0]) - 2
+    if n_cells < 1 or any(len(row) - 2 != n_cells for row in head[:10]):
+        raise DataError(f"{path}: the metadata rows do not all have the same number of cells.")
+    if any(value.strip() for value in head[10]):
+        raise DataError(f"{path}: row 10 should be an empty separator row.")
+    metadata = zip(ZEISEL_FIELDS, head[:10], strict=True)
+    obs = pd.DataFrame({field: row[2:] for field, row in metadata})
+    try:
+        genes = pd.read_csv(
+            path,
+            sep="\t",
+            header=None,
+            skiprows=11,
+            index_col=0,
+            quoting=3,
+            dtype={0: str},
+            engine="c",
+        )
+    except (ValueError, pd.errors.ParserError) as err:
+        raise DataError(f"{path}: the gene rows do not parse as counts ({err}).") from err
+    if genes.shape[0] == 0 or genes.shape[1] != n_cells + 1:
+        raise DataError(
+            f"{path}: expected gene rows with {n_cells + 2} fields (symbol, cluster, "
+            f"{n_cells} counts); found {genes.shape[0]} rows of {genes.shape[1] + 1} fields. "
+            "The file is truncated or not the Zeisel file."
+        )
+    counts = genes.iloc[:, 1:]
+    if not all(np.issubdtype(t, np.number) for t in counts.dtypes):
+        raise DataError(f"{path}: some gene rows hold values that are not numbers.")
+    obs.index = pd.Index(obs.pop("cell_id").to_numpy(), name="cell_id")
+    var = pd.DataFrame(index=pd.Index(genes.index.astype(str), name="gene"))
+    values = counts.to_numpy(dtype=np.float64).T
+    return ad.AnnData(X=values, obs=obs, var=var)
+
+
+def zeisel_layout_ok(path: str | os.PathLike) -> None:
+    """Raise :class:`DataError` unless ``path`` parses as the Zeisel file with valid counts."""
+    adata = read_zeisel(path)
+    check_counts(adata.X, str(path))
+
+
+def download(
+    urls: list[str], dest: str | os.PathLike, sha256: str | None = None, verify=None, timeout=60
+) -> dict:
+    """Fetch the first mirror that serves a complete, valid file; write ``dest`` atomically.
+
+    Each mirror is written to a temporary file next to ``dest``, checked (complete against
+    Content-Length, ``sha256`` when pinned, ``verify(path)`` when given) and only then
+    renamed. Returns provenance (url, sha256, bytes, date); on failure names every URL.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for url in urls:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        try:
+            digest = hashlib.sha256()
+            size = 0
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
+                expected = r.headers.get("Content-Length")
+                for block in iter(lambda: r.read(1 << 20), b""):
+                    out.write(block)
+                    digest.update(block)
+                    size += len(block)
+            if expected is not None and int(expected) != size:
+                raise DataError(f"truncated: got {size} of {expected} bytes")
+            actual = digest.hexdigest()
+            if sha256 and actual.lower() != sha256.lower():
+                raise DataError(f"SHA-256 {actual} does not match the pinned {sha256}")
+            if verify is not None:
+                verify(tmp)
+            os.replace(tmp, dest)
+            return {
+                "url": url,
+                "sha256": actual,
+                "bytes": size,
+                "downloaded": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        except Exception as err:  # every mirror gets its chance; all errors are reported
+            errors.append(f"  {url}: {type(err).__name__}: {err}")
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    raise DataError(
+        f"could not download {dest.name} from any mirror:\n"
+        + "\n".join(errors)
+        + "\nDownload the file by other means and set `path: /where/you/saved/it` for this "
+        "dataset in your config (or list a reachable mirror under `urls`)."
+    )
+
+
+# --------------------------------------------------------------------------- other sources
+
+
+def read_pbmc68k(label_key: str = "bulk_labels") -> ad.AnnData:
+    """Integer counts recovered from scanpy's ``pbmc68k_reduced`` (700 PBMCs, 765 genes).
+
+    ``raw.X`` holds log1p(counts / n_counts x 1e4) rounded to 3 decimals, so
+    round(expm1(raw.X) x n_counts / 1e4) gives back the counts.
+    """
+    import scanpy as sc
+
+    pbmc = sc.datasets.pbmc68k_reduced()
+    logged = pbmc.raw.X.toarray() if sp.issparse(pbmc.raw.X) else np.asarray(pbmc.raw.X)
+    library = pbmc.obs["n_counts"].to_numpy(dtype=np.float64)[:, None]
+    counts = np.rint(np.expm1(logged.astype(np.float64)) * library / 1e4)
+    obs = pbmc.obs.copy()
+    return ad.AnnData(X=counts, obs=obs, var=pd.DataFrame(index=pbmc.raw.var_names.copy()))
+
+
+def read_h5ad(path: str, counts_layer: str = "X") -> ad.AnnData:
+    """A user's AnnData file; counts from ``X`` or from ``layers[counts_layer]``."""
+    adata = ad.read_h5ad(path)
+    if counts_layer != "X":
+        if counts_layer not in adata.layers:
+            raise DataError(
+                f"{path}: there is no layer {counts_layer!r}; the layers are "
+                f"{list(adata.layers.keys())}. Set `counts_layer` to one of them, or `X`."
+            )
+        adata.X = adata.layers[counts_layer]
+    return ad.AnnData(X=adata.X, obs=adata.obs.copy(), var=pd.DataFrame(index=adata.var_names))
+
+
+def read_10x(path: str, labels: str, label_key: str) -> ad.AnnData:
+    """A 10x ``.h5`` file or matrix folder, with labels from a barcode TSV (with header)."""
+    import scanpy as sc
+
+    adata = sc.read_10x_h5(path) if str(path).endswith(".h5") else sc.read_10x_mtx(path)
+    table = pd.read_csv(labels, sep="\t", index_col=0, dtype=str)
+    check_labels(table, label_key, labels)
+    shared = adata.obs_names.intersection(table.index)
+    if len(shared) == 0:
+        raise DataError(
+            f"{labels}: none of its barcodes (e.g. {list(table.index[:3])}) are cells of "
+            f"{path} (e.g. {list(adata.obs_names[:3])}). The first column must hold the "
+            "barcodes exactly as in the 10x file."
+        )
+    adata = adata[shared].copy()
+    adata.obs[label_key] = table.loc[shared, label_key].to_numpy()
+    return adata
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def load_dataset(spec: dict, files: dict, download_provenance: dict | None = None) -> ad.AnnData:
+    """Read the dataset described by a validated config entry ``spec``.
+
+    ``files`` maps "download", "path" and "labels" to the files the rule was given;
+    ``download_provenance`` is the JSON the download rule wrote next to its file.
+    """
+    source, label_key = spec["source"], spec["label_key"]
+    if source == "zeisel2015":
+        path = files.get("download") or files["path"]
+        provenance = file_provenance(path, spec.get("sha256"))
+        provenance.update(download_provenance or {"url": None})
+        adata = read_zeisel(path)
+    elif source == "pbmc68k":
+        import scanpy as sc
+
+        adata = read_pbmc68k(label_key)
+        path = "scanpy.datasets.pbmc68k_reduced()"
+        provenance = {"path": path, "scanpy": sc.__version__}
+    elif source == "h5ad":
+        path = files["path"]
+        provenance = file_provenance(path, spec.get("sha256"))
+        adata = read_h5ad(path, spec["counts_layer"])
+    elif source == "10x":
+        path = files["path"]
+        provenance = file_provenance(path, spec.get("sha256"))
+        provenance["labels"] = file_provenance(files["labels"])
+        adata = read_10x(path, files["labels"], label_key)
+    elif source == "synthetic":
+        from scembed.synthetic import simulate_counts
+
+        params = {k: spec[k] for k in ("n_cells", "n_genes", "n_types", "seed")}
+        adata = simulate_counts(**params)
+        path = f"synthetic({params})"
+        provenance = {"path": path, **params}
+    else:
+        raise DataError(f"unknown source {source!r}")
+    return finish(adata, label_key, str(path), {"source": source, **provenance})

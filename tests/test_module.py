@@ -1,0 +1,125 @@
+"""The VAE module: shapes, loss terms, a gradient step, encoder variants."""
+
+import pytest
+import torch
+
+from scembed.module import VAE, LossOutput
+from scembed.nn import Decoder, Encoder
+
+N_CELLS, N_GENES, N_LATENT = 40, 25, 4
+
+
+@pytest.fixture
+def batch():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.poisson(torch.full((N_CELLS, N_GENES), 3.0), generator=gen)
+    size_factor = x.sum(1, keepdim=True) * x.sum(0, keepdim=True) / x.sum()
+    return x, size_factor
+
+
+def _model(**kwargs):
+    torch.manual_seed(0)
+    return VAE(N_GENES, n_latent=N_LATENT, n_hidden=16, **kwargs)
+
+
+def test_shapes(batch):
+    x, size_factor = batch
+    model = _model()
+    qz = model.inference(x)
+    assert {k: tuple(v.shape) for k, v in qz.items()} == {
+        "qz_m": (N_CELLS, N_LATENT),
+        "qz_scale": (N_CELLS, N_LATENT),
+        "z": (N_CELLS, N_LATENT),
+    }
+    assert (qz["qz_scale"] > 0).all()
+    px = model.generative(qz["z"], size_factor)
+    assert px["px_rate"].shape == (N_CELLS, N_GENES)
+    assert px["px_r"].shape == px["px_dropout"].shape == (N_GENES,)
+    assert (px["px_rate"] > 0).all() and (px["px_r"] > 0).all()
+
+
+def test_per_gene_parameters_initialised_standard_normal():
+    model = VAE(2000)
+    for param in (model.px_r, model.px_dropout):
+        assert abs(param.mean().item()) < 0.1 and abs(param.std().item() - 1) < 0.1
+
+
+@pytest.mark.parametrize("likelihood", ["zinb", "nb", "zip", "poisson"])
+def test_loss_is_sum_of_terms(batch, likelihood):
+    x, size_factor = batch
+    out = _model(likelihood=likelihood).loss(x, size_factor, kl_weight=0.5)
+    assert isinstance(out, LossOutput) and out.n_cells == N_CELLS
+    assert out.reconst_loss.shape == out.kl_divergence_z.shape == (N_CELLS,)
+    expected = out.reconst_loss.sum() + 0.5 * out.kl_divergence_z.sum()
+    torch.testing.assert_close(out.loss, expected)
+    assert (out.kl_divergence_z >= 0).all()
+
+
+def test_kl_matches_closed_form(batch):
+    x, size_factor = batch
+    model = _model()
+    torch.manual_seed(1)
+    out = model.loss(x, size_factor)
+    torch.manual_seed(1)
+    qz = model.inference(x)
+    m, s = qz["qz_m"], qz["qz_scale"]
+    closed = (0.5 * (m**2 + s**2 - 1) - torch.log(s)).sum(-1)
+    torch.testing.assert_close(out.kl_divergence_z, closed, rtol=1e-5, atol=1e-5)
+
+
+def test_adam_step_lowers_loss_on_fixed_batch(batch):
+    x, size_factor = batch
+    model = _model().eval()  # eval: fixed BatchNorm statistics, so only the step changes
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def loss():
+        torch.manual_seed(2)  # same z sample before and after the step
+        return model.loss(x, size_factor).loss
+
+    before = loss()
+    optimizer.zero_grad()
+    before.backward()
+    optimizer.step()
+    with torch.no_grad():
+        assert loss().item() < before.item()
+
+
+@pytest.mark.parametrize("posterior_scale", ["softplus", "exp_logvar"])
+def test_posterior_scale(posterior_scale):
+    torch.manual_seed(0)
+    encoder = Encoder(N_GENES, N_LATENT, n_hidden=16, posterior_scale=posterior_scale).eval()
+    x = torch.randn(8, N_GENES)
+    qz_m, qz_scale = encoder(x)
+    head = encoder.scale_encoder(encoder.encoder(x))
+    expected = (
+        torch.nn.functional.softplus(head)
+        if posterior_scale == "softplus"
+        else torch.exp(0.5 * head)
+    )
+    torch.testing.assert_close(qz_scale, expected + encoder.scale_eps)
+    assert qz_m.shape == (8, N_LATENT)
+
+
+def test_unknown_options_raise():
+    with pytest.raises(ValueError, match="posterior_scale"):
+        Encoder(5, 2, posterior_scale="exp")
+    with pytest.raises(ValueError, match="likelihood"):
+        VAE(5, likelihood="gaussian")
+    with pytest.raises(ValueError, match="encoder_input"):
+        VAE(5, encoder_input="log")
+
+
+def test_encoder_input_log1p(batch):
+    x, _ = batch
+    model = _model(encoder_input="log1p").eval()
+    qz = model.inference(x)
+    expected_m, expected_scale = model.z_encoder(torch.log1p(x))
+    torch.testing.assert_close(qz["qz_m"], expected_m)
+    torch.testing.assert_close(qz["qz_scale"], expected_scale)
+    raw = _model(encoder_input="counts").eval()
+    torch.testing.assert_close(raw.inference(x)["qz_m"], raw.z_encoder(x)[0])
+
+
+def test_decoder_rate_positive():
+    decoder = Decoder(N_LATENT, N_GENES, n_hidden=16)
+    assert (decoder(torch.randn(8, N_LATENT)) > 0).all()

@@ -1,0 +1,236 @@
+"""Training loop: parameters, device, size factors, determinism, early stopping, errors."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from scembed import train as train_module
+from scembed.module import VAE, LossOutput
+from scembed.train import (
+    PRESETS,
+    NonFiniteLossError,
+    VAEParams,
+    resolve_device,
+    resolve_params,
+    size_factors,
+    train_vae,
+)
+
+N_CELLS, N_GENES = 300, 50
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matrices gain nothing from threads, and on a busy machine threads thrash."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, N_CELLS)
+    means = rng.lognormal(0.0, 1.0, (3, N_GENES))
+    counts = rng.poisson(means[labels] * rng.lognormal(0, 0.3, (N_CELLS, 1)))
+    counts[rng.random(counts.shape) < 0.2] = 0
+    split = np.array(["train"] * 255 + ["validation"] * 30 + ["test"] * 15)[
+        rng.permutation(N_CELLS)
+    ]
+    return counts.astype(np.int64), split
+
+
+def _params(**overrides):
+    base = {"n_hidden": 32, "batch_size": 50, "max_epochs": 3, "patience": 10, "device": "cpu"}
+    return resolve_params({**base, **overrides})
+
+
+def _quiet(_message):
+    pass
+
+
+# --- parameters and device ---------------------------------------------------------------
+
+
+def test_presets_and_overrides():
+    assert resolve_params({}) == VAEParams()
+    assert PRESETS["book"] == dataclasses.asdict(VAEParams())
+    stable = resolve_params({"preset": "stable", "lr": 5e-4})
+    assert stable.encoder_input == "log1p" and stable.posterior_scale == "exp_logvar"
+    assert stable.lr == 5e-4 and stable.likelihood == "zinb" and stable.batch_size == 100
+    book = resolve_params({"preset": "book", "likelihood": "nb", "encoder_input": "log1p"})
+    assert book.likelihood == "nb" and book.encoder_input == "log1p"
+    assert book.posterior_scale == "softplus"
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"n_latnt": 5}, "n_latnt.*allowed"),
+        ({"preset": "fast"}, "fast.*book"),
+        ({"likelihood": "gaussian"}, "gaussian.*zinb"),
+        ({"size_factor": "dense"}, "dense.*library"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"max_epochs": 2.5}, "max_epochs"),
+        ({"lr": -1}, "lr"),
+        ({"device": "gpu"}, "gpu.*cuda"),
+        ({"drop_last": "yes"}, "drop_last"),
+    ],
+)
+def test_bad_params_raise(params, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_params(params)
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    with pytest.raises(ValueError, match="tpu"):
+        resolve_device("tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+@pytest.mark.parametrize("name", ["cuda", "cuda:1"])
+def test_cuda_without_cuda_says_how_to_fix(name):
+    with pytest.raises(RuntimeError, match="device: auto or cpu"):
+        resolve_device(name)
+
+
+# --- size factors ------------------------------------------------------------------------
+
+
+def test_size_factors_equal_the_books_dense_matrix():
+    x = np.random.default_rng(1).poisson(2.0, (20, 7)).astype(np.float64)
+    dense = np.outer(x.sum(1), x.sum(0))
+    dense *= x.mean() / dense.mean()
+    row_sums, col_sums = torch.tensor(x.sum(1)), torch.tensor(x.sum(0))
+    idx = torch.tensor([3, 0, 17, 3, 9])
+    book = size_factors(row_sums, col_sums, float(x.sum()), idx, "book")
+    np.testing.assert_allclose(book.numpy(), dense[idx.numpy()], rtol=1e-12)
+    library = size_factors(row_sums, col_sums, float(x.sum()), idx, "library")
+    expected = x.sum(1)[idx.numpy()] / x.sum(1).mean()
+    np.testing.assert_allclose(
+        np.broadcast_to(library.numpy(), (5, 7)), np.repeat(expected[:, None], 7, 1)
+    )
+
+
+# --- training ----------------------------------------------------------------------------
+
+
+def test_result_and_history(data):
+    counts, split = data
+    messages = []
+    result = train_vae(
+        counts, split, _params(max_epochs=2, patience=5), seed=0, log=messages.append
+    )
+    assert result.latent.shape == (N_CELLS, 10) and result.latent.dtype == np.float32
+    assert list(result.history.columns) == ["epoch", "train_loss", "validation_loss", "seconds"]
+    assert result.history["epoch"].tolist() == [1, 2]
+    assert result.device == "cpu" and "max_epochs" in result.stop_reason
+    assert messages[0] == "device: cpu" and messages[-1] == result.stop_reason
+    assert all(v.device.type == "cpu" for v in result.state_dict.values())
+
+
+def test_same_seed_is_bit_identical_and_sparse_input_agrees(data):
+    counts, split = data
+    first = train_vae(counts, split, _params(), seed=7, log=_quiet)
+    second = train_vae(sp.csr_matrix(counts), split, _params(), seed=7, log=_quiet)
+    other = train_vae(counts, split, _params(), seed=8, log=_quiet)
+    assert np.array_equal(first.latent, second.latent)
+    assert not np.array_equal(first.latent, other.latent)
+
+
+def test_early_stopping_restores_the_best_state(data):
+    counts, split = data
+    params = _params(patience=2, max_epochs=200, lr=1e-2)
+    result = train_vae(counts, split, params, seed=0, log=_quiet)
+    history = result.history
+    assert result.stop_reason.startswith("early stopping") and len(history) < 200
+    assert len(history) == result.best_epoch + 2
+    best = history["validation_loss"].idxmin()
+    assert history["epoch"][best] == result.best_epoch
+    # Training is deterministic: a run that ends at the best epoch reaches the same state.
+    replay_params = dataclasses.replace(params, max_epochs=result.best_epoch)
+    replay = train_vae(counts, split, replay_params, seed=0, log=_quiet)
+    assert replay.best_epoch == result.best_epoch
+    for key, value in result.state_dict.items():
+        assert torch.equal(value, replay.state_dict[key]), key
+    assert np.array_equal(result.latent, replay.latent)
+
+
+def test_training_lowers_the_validation_loss(data):
+    counts, split = data
+    result = train_vae(counts, split, _params(max_epochs=8, lr=1e-2), seed=0, log=_quiet)
+    losses = result.history["validation_loss"]
+    assert losses.min() < losses.iloc[0]
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "match"), [(2.5, "2.5"), (-1.0, "-1.0"), (np.nan, "nan"), (np.inf, "inf")]
+)
+@pytest.mark.parametrize("sparse", [False, True])
+def test_non_count_input_names_the_value_and_place(data, value, match, sparse):
+    counts, split = data
+    bad = counts.astype(np.float64)
+    bad[5, 7] = value
+    with pytest.raises(ValueError, match=rf"cell 5, gene 7 holds {match}"):
+        train_vae(sp.csr_matrix(bad) if sparse else bad, split, _params(), seed=0, log=_quiet)
+
+
+def test_too_few_training_cells(data):
+    counts, split = data
+    with pytest.raises(
+        ValueError, match=r"255 training cells but batch_size 300.*lower batch_size"
+    ):
+        train_vae(counts, split, _params(batch_size=300), seed=0, log=_quiet)
+
+
+def test_no_validation_cells(data):
+    counts, split = data
+    no_validation = np.where(split == "validation", "train", split)
+    with pytest.raises(ValueError, match="no validation cells"):
+        train_vae(counts, no_validation, _params(), seed=0, log=_quiet)
+
+
+def test_non_finite_loss_stops_with_best_state(data, monkeypatch):
+    counts, split = data
+    original = VAE.loss
+    calls = {"train": 0}
+    batches_per_epoch = 255 // 50
+
+    def loss_nan_from_epoch_3(self, x, size_factor, kl_weight=1.0):
+        out = original(self, x, size_factor, kl_weight)
+        if self.training:
+            calls["train"] += 1
+            if calls["train"] > 2 * batches_per_epoch:
+                nan_reconst = out.reconst_loss * float("nan")
+                return LossOutput(
+                    nan_reconst.sum() + out.kl_divergence_z.sum(),
+                    nan_reconst,
+                    out.kl_divergence_z,
+                    out.n_cells,
+                )
+        return out
+
+    monkeypatch.setattr(VAE, "loss", loss_nan_from_epoch_3)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 3.*reconstruction.*log1p") as info:
+        train_vae(counts, split, _params(max_epochs=10), seed=0, log=_quiet)
+    assert isinstance(info.value, RuntimeError) and info.value.epoch == 3
+    assert info.value.best_state is not None
+    assert all(torch.isfinite(v.float()).all() for v in info.value.best_state.values())
+
+
+def test_non_finite_embedding_raises(data, monkeypatch):
+    counts, split = data
+    monkeypatch.setattr(train_module, "_embed", lambda model, x: np.full((N_CELLS, 10), np.nan))
+    with pytest.raises(NonFiniteLossError, match="embedding") as info:
+        train_vae(counts, split, _params(max_epochs=1), seed=0, log=_quiet)
+    assert info.value.best_state is not None
