@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
+CONFIG ?= config/config.yaml
 SNAKEMAKE := $(BIN)/snakemake
 
 .PHONY: run demo test lint format bench report dry-run test-slurm clean
@@ -18,10 +19,15 @@ $(BIN)/snakemake: requirements.txt
 venv: $(BIN)/snakemake
 
 run: $(BIN)/snakemake ## the book's analysis on Zeisel 2015 (downloads the data)
-	$(SNAKEMAKE) --cores $(CORES)
+	$(SNAKEMAKE) --cores $(CORES) --configfile config/config.yaml
+	$(SNAKEMAKE) --configfile config/config.yaml --report results/report.html
 
 demo: $(BIN)/snakemake ## the same on pbmc68k, offline
 	$(SNAKEMAKE) --cores $(CORES) --configfile config/demo.yaml
+	$(SNAKEMAKE) --configfile config/demo.yaml --report results/report.html
+
+report: $(BIN)/snakemake ## HTML report of a finished run: make report [CONFIG=config/demo.yaml]
+	$(SNAKEMAKE) --configfile $(CONFIG) --report results/report.html
 
 test: $(BIN)/snakemake lint ## unit and workflow tests
 	$(BIN)/python -m pytest

@@ -17,6 +17,7 @@ DATASETS = list(config["datasets"])
 METHODS = list(config["methods"])
 SEEDS = list(config["seeds"])
 
+
 def methods_of_kind(kind):
     return [name for name, spec in config["methods"].items() if spec["kind"] == kind]
 
@@ -33,7 +34,16 @@ wildcard_constraints:
 
 
 def get_final_outputs():
-    return ["results/summary/metrics.tsv"]
+    summary = [
+        f"results/summary/{name}"
+        for name in ("metrics.tsv", "comparison.tsv", "summary.md", "provenance.json")
+    ]
+    figures = expand(
+        "results/summary/{dataset}/{figure}.png",
+        dataset=DATASETS,
+        figure=["metrics", "umaps", "losses", "heatmap"],
+    )
+    return summary + figures
 
 
 def get_dataset(wildcards):
@@ -80,3 +90,25 @@ def get_run_outputs(name):
         method=METHODS,
         seed=SEEDS,
     )
+
+
+def get_dataset_run_keys(wildcards):
+    """(method, seed) of every run of the dataset, in the order of get_dataset_runs."""
+    return [[method, seed] for method in METHODS for seed in SEEDS]
+
+
+def get_dataset_runs(wildcards):
+    """Clusters of every run, histories of VAE runs, and the metrics table."""
+    folder = f"results/{wildcards.dataset}"
+    return {
+        "metrics": "results/summary/metrics.tsv",
+        "clusters": [
+            f"{folder}/{method}/seed{seed}/clusters.tsv"
+            for method, seed in get_dataset_run_keys(wildcards)
+        ],
+        "histories": [
+            f"{folder}/{method}/seed{seed}/history.tsv"
+            for method in methods_of_kind("vae")
+            for seed in SEEDS
+        ],
+    }

@@ -15,16 +15,3 @@ rule cluster:
         cluster=get_cluster_params,
     script:
         "../scripts/cluster.py"
-
-
-rule summarize:
-    input:
-        get_run_outputs("metrics.json"),
-    output:
-        "results/summary/metrics.tsv",
-    log:
-        "results/logs/summarize/summarize.log",
-    conda:
-        "../envs/scanpy.yaml"
-    script:
-        "../scripts/summarize.py"

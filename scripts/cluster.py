@@ -1,9 +1,8 @@
-"""kNN graph, Leiden and UMAP on one embedding; clusters, a UMAP figure and metrics."""
+"""Cluster one embedding (Leiden, matched-k Leiden, k-means), draw its UMAP, score it."""
 
 import anndata as ad
 
-from scembed.cluster import cluster_embedding
-from scembed.metrics import cluster_scores
+from scembed.evaluate import evaluate_embedding
 from scembed.plots import umap_figure
 from scembed.runtime import atomic_path, setup_logging, write_json
 
@@ -13,18 +12,25 @@ def main(snakemake):
     seed = int(snakemake.wildcards.seed)
     adata = ad.read_h5ad(snakemake.input[0])
     label_key = adata.uns["label_key"]
-    cluster_embedding(adata, seed, **snakemake.params.cluster)
-    labels, clusters = adata.obs[label_key], adata.obs["leiden"]
-    scores = cluster_scores(labels, clusters)
-    log.info("%s: %s", snakemake.wildcards, scores)
+    scores = evaluate_embedding(adata, seed, **snakemake.params.cluster)
+    log.info("%s / %s / seed %d: %s", *snakemake.wildcards[:2], seed, scores)
+    if not scores["matched_exact"]:
+        log.warning(
+            "no Leiden resolution gave exactly %d clusters; matched scores use %d clusters",
+            adata.obs[label_key].nunique(),
+            scores["matched_n_clusters"],
+        )
 
     table = adata.obs[[label_key]].rename(columns={label_key: "label"})
-    table["cluster"] = clusters.astype(str)
+    table["cluster"] = adata.obs["leiden"].astype(str)
+    table["cluster_matched"] = adata.obs["leiden_matched"].astype(str)
+    table["kmeans"] = adata.obs["kmeans"].astype(str)
+    table[["umap_1", "umap_2"]] = adata.obsm["X_umap"]
     with atomic_path(snakemake.output.clusters) as tmp:
         table.to_csv(tmp, sep="\t", index_label="cell")
     title = f"{snakemake.wildcards.dataset} / {snakemake.wildcards.method} / seed {seed}"
     with atomic_path(snakemake.output.umap) as tmp:
-        umap_figure(adata.obsm["X_umap"], clusters, labels, title, tmp)
+        umap_figure(adata.obsm["X_umap"], table["cluster"], table["label"], title, tmp)
     info = adata.uns["embedding"]
     write_json(
         {
@@ -35,7 +41,7 @@ def main(snakemake):
             "device": info.get("device", "cpu"),
             "n_cells": int(adata.n_obs),
             "n_genes": int(adata.uns["n_genes"]),
-            "n_labels": int(labels.nunique()),
+            "n_labels": int(table["label"].nunique()),
             **scores,
         },
         snakemake.output.metrics,

@@ -51,6 +51,49 @@ def leiden(
     return adata.obs[key_added]
 
 
+def leiden_matched(
+    adata: ad.AnnData,
+    n_target: int,
+    seed: int,
+    max_steps: int = 30,
+    **leiden_kwargs,
+) -> dict:
+    """Leiden at the resolution, found by bisection, that gives ``n_target`` clusters.
+
+    The resolution is doubled from 1.0 until there are at least ``n_target`` clusters,
+    then bisected. When no resolution within ``max_steps`` Leiden runs gives exactly
+    ``n_target``, the closest count is kept and ``exact`` is False.
+    Returns ``resolution``, ``n_clusters``, ``exact``, ``steps`` and ``clusters``.
+    """
+    steps = 0
+    best = None
+
+    def run(resolution: float) -> int:
+        nonlocal steps, best
+        steps += 1
+        clusters = leiden(adata, resolution, seed, key_added="leiden_matched", **leiden_kwargs)
+        clusters = clusters.copy()
+        n = int(clusters.nunique())
+        if best is None or abs(n - n_target) < abs(best["n_clusters"] - n_target):
+            best = {"resolution": resolution, "n_clusters": n, "clusters": clusters}
+        return n
+
+    low, high = 0.0, 1.0
+    n = run(high)
+    while n < n_target and steps < max_steps:
+        low, high = high, high * 2
+        n = run(high)
+    while n != n_target and steps < max_steps:
+        middle = (low + high) / 2
+        n = run(middle)
+        if n < n_target:
+            low = middle
+        elif n > n_target:
+            high = middle
+    adata.obs["leiden_matched"] = best["clusters"]
+    return {**best, "exact": best["n_clusters"] == n_target, "steps": steps}
+
+
 def umap(adata: ad.AnnData, seed: int, min_dist: float = 0.5) -> np.ndarray:
     """2-D UMAP of the kNN graph (seeded, hence single-threaded and reproducible)."""
     sc.tl.umap(adata, random_state=seed, min_dist=min_dist)

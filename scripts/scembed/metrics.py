@@ -1,16 +1,48 @@
-"""Agreement of clusters with labels."""
+"""How well an embedding and its clusterings recover the known labels."""
 
 from __future__ import annotations
 
 import numpy as np
 from sklearn import metrics
+from sklearn.cluster import KMeans
+from sklearn.neighbors import KNeighborsClassifier
+
+SILHOUETTE_MAX_CELLS = 10_000  # silhouette is O(n^2): score a seeded sample beyond this
 
 
 def cluster_scores(labels, clusters) -> dict:
-    """ARI and NMI of ``clusters`` against ``labels``, and the number of clusters."""
+    """ARI, NMI and AMI of ``clusters`` against ``labels``, and the number of clusters."""
     labels, clusters = np.asarray(labels), np.asarray(clusters)
     return {
         "ari": float(metrics.adjusted_rand_score(labels, clusters)),
         "nmi": float(metrics.normalized_mutual_info_score(labels, clusters)),
+        "ami": float(metrics.adjusted_mutual_info_score(labels, clusters)),
         "n_clusters": int(len(np.unique(clusters))),
     }
+
+
+def kmeans_clusters(embedding: np.ndarray, k: int, seed: int, n_init: int = 10) -> np.ndarray:
+    """k-means labels with k clusters (as published benchmarks on Zeisel do), seeded."""
+    model = KMeans(n_clusters=k, n_init=n_init, random_state=seed)
+    return model.fit_predict(np.asarray(embedding, dtype=np.float64))
+
+
+def label_silhouette(embedding: np.ndarray, labels, seed: int) -> float:
+    """Mean silhouette of the labels in the embedding (-1..1; higher: types separate)."""
+    labels = np.asarray(labels)
+    if len(np.unique(labels)) < 2:
+        return float("nan")
+    n = len(labels)
+    sample = SILHOUETTE_MAX_CELLS if n > SILHOUETTE_MAX_CELLS else None
+    return float(metrics.silhouette_score(embedding, labels, sample_size=sample, random_state=seed))
+
+
+def knn_transfer_accuracy(embedding: np.ndarray, labels, split, k: int = 15) -> float:
+    """Accuracy of labels transferred from training cells to test cells by kNN vote."""
+    labels, split = np.asarray(labels), np.asarray(split)
+    train, test = split == "train", split == "test"
+    if not test.any():
+        return float("nan")
+    model = KNeighborsClassifier(n_neighbors=min(k, int(train.sum())))
+    model.fit(embedding[train], labels[train])
+    return float((model.predict(embedding[test]) == labels[test]).mean())

@@ -49,3 +49,81 @@ def loss_figure(history, title: str, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def metrics_figure(metrics, metric_names, title: str, path: str) -> None:
+    """One panel per metric: one point per seed for each method, the mean as a bar."""
+    names = [m for m in metric_names if m in metrics.columns]
+    methods = list(dict.fromkeys(metrics["method"]))
+    cols = min(4, len(names))
+    rows = int(np.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        for i, method in enumerate(methods):
+            values = metrics.loc[metrics["method"] == method, name].astype(float)
+            jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else [0.0]
+            ax.scatter(i + np.asarray(jitter), values, s=14, zorder=3)
+            ax.hlines(values.mean(), i - 0.3, i + 0.3, color="black", linewidth=1)
+        ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
+        ax.set_title(name)
+    for ax in axes.flat[len(names) :]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def umap_grid_figure(tables: dict, title: str, path: str) -> None:
+    """Rows: methods (their median-ARI run); columns: coloured by label, by cluster."""
+    fig, axes = plt.subplots(len(tables), 2, figsize=(11, 4.2 * len(tables)), squeeze=False)
+    for row, (name, table) in enumerate(tables.items()):
+        xy = table[["umap_1", "umap_2"]].to_numpy()
+        _scatter(axes[row, 0], xy, table["label"], f"{name}: labels")
+        _scatter(axes[row, 1], xy, table["cluster"], f"{name}: Leiden clusters")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def losses_figure(histories: dict, title: str, path: str) -> None:
+    """Training (dashed) and validation (solid) loss per cell of every VAE run."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if not histories:
+        ax.text(0.5, 0.5, "no VAE runs in this configuration", ha="center", va="center")
+        ax.axis("off")
+    cmap = plt.get_cmap("tab10")
+    for i, (name, history) in enumerate(histories.items()):
+        color = cmap(i % 10)
+        ax.plot(history["epoch"], history["train_loss"], "--", color=color, linewidth=0.8)
+        ax.plot(history["epoch"], history["validation_loss"], color=color, label=name)
+    if histories:
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss per cell (solid: validation, dashed: training)")
+        ax.legend(fontsize=7, frameon=False, ncol=2)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def heatmap_figure(tables: dict, title: str, path: str) -> None:
+    """Per method (its median-ARI run): fraction of each label's cells in each cluster."""
+    import pandas as pd
+
+    fig, axes = plt.subplots(1, len(tables), figsize=(5.5 * len(tables), 4.5), squeeze=False)
+    for ax, (name, table) in zip(axes[0], tables.items(), strict=True):
+        counts = pd.crosstab(table["label"], table["cluster"])
+        order = sorted(counts.columns, key=lambda c: (len(str(c)), str(c)))
+        fractions = counts[order].div(counts.sum(axis=1), axis=0)
+        image = ax.imshow(fractions.to_numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1)
+        ax.set_xticks(range(len(order)), order, fontsize=7)
+        ax.set_yticks(range(len(fractions)), fractions.index, fontsize=7)
+        ax.set_xlabel("Leiden cluster")
+        ax.set_title(name)
+        fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of label's cells")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

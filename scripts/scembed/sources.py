@@ -45,6 +45,8 @@ class DataError(ValueError):
 
 def check_counts(X, where: str) -> None:
     """Fail unless ``X`` holds finite, non-negative integers; name the first bad value."""
+    if sp.issparse(X):
+        X = sp.csr_matrix(X)  # X.data of CSC/COO is not in the row order used below
     values = X.data if sp.issparse(X) else np.asarray(X)
     bad = ~np.isfinite(values)
     problem = "is not finite"
@@ -58,13 +60,12 @@ def check_counts(X, where: str) -> None:
         return
     flat = int(np.flatnonzero(bad.ravel())[0])
     if sp.issparse(X):
-        csr = sp.csr_matrix(X)
-        row = int(np.searchsorted(csr.indptr, flat, side="right") - 1)
-        col = int(csr.indices[flat])
-        value = csr.data[flat]
+        row = int(np.searchsorted(X.indptr, flat, side="right") - 1)
+        col = int(X.indices[flat])
+        value = X.data[flat].item()
     else:
         row, col = np.unravel_index(flat, values.shape)
-        value = values[row, col]
+        value = values[row, col].item()
     raise DataError(
         f"{where}: the counts must be non-negative integers, but the value {value!r} at "
         f"cell {row}, gene {col} {problem}. Point the dataset at raw UMI counts (for an "
@@ -159,8 +160,15 @@ def read_zeisel(path: str | os.PathLike) -> ad.AnnData:
             index_col=0,
             quoting=3,
             dtype={0: str},
+            keep_default_na=False,  # "NA", "nan", "null"... are not counts (nor missing)
+            na_values=[""],
             engine="c",
         )
+    except pd.errors.EmptyDataError as err:
+        raise DataError(
+            f"{path}: no gene rows after the separator row 10: the file is truncated. "
+            "Download it again or check the dataset's `path`."
+        ) from err
     except (ValueError, pd.errors.ParserError) as err:
         raise DataError(f"{path}: the gene rows do not parse as counts ({err}).") from err
     if genes.shape[0] == 0 or genes.shape[1] != n_cells + 1:
@@ -171,7 +179,21 @@ def read_zeisel(path: str | os.PathLike) -> ad.AnnData:
         )
     counts = genes.iloc[:, 1:]
     if not all(np.issubdtype(t, np.number) for t in counts.dtypes):
-        raise DataError(f"{path}: some gene rows hold values that are not numbers.")
+        numeric = counts.apply(pd.to_numeric, errors="coerce")
+        gene, cell = np.argwhere((numeric.isna() & counts.notna()).to_numpy())[0]
+        raise DataError(
+            f"{path}: some gene rows hold values that are not numbers, first "
+            f"{counts.iat[gene, cell]!r} in gene row {genes.index[gene]!r} (line "
+            f"{12 + gene}) for cell {obs['cell_id'].iat[cell]!r}."
+        )
+    missing = counts.isna().any(axis=1).to_numpy()
+    if missing.any():  # a row cut short (truncated file) or an empty count field
+        i = int(np.flatnonzero(missing)[0])
+        raise DataError(
+            f"{path}: gene row {genes.index[i]!r} (line {12 + i}) lacks some of its "
+            f"{n_cells} counts: the file is truncated or damaged. Download it again or "
+            "check the dataset's `path`."
+        )
     obs.index = pd.Index(obs.pop("cell_id").to_numpy(), name="cell_id")
     var = pd.DataFrame(index=pd.Index(genes.index.astype(str), name="gene"))
     values = counts.to_numpy(dtype=np.float64).T
@@ -273,6 +295,7 @@ def read_10x(path: str, labels: str, label_key: str) -> ad.AnnData:
     adata = sc.read_10x_h5(path) if str(path).endswith(".h5") else sc.read_10x_mtx(path)
     table = pd.read_csv(labels, sep="\t", index_col=0, dtype=str)
     check_labels(table, label_key, labels)
+    table = table[table[label_key].notna()]  # cells without a label are dropped
     shared = adata.obs_names.intersection(table.index)
     if len(shared) == 0:
         raise DataError(

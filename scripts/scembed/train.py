@@ -272,7 +272,9 @@ def train_vae(
         posterior_scale=params.posterior_scale,
         encoder_input=params.encoder_input,
     ).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
+    # fused: the same Adam update in one kernel per step (several times faster on CPU)
+    fused = device.type in ("cpu", "cuda")
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, fused=fused)
 
     rows, best_state, best_loss, best_epoch, wait = [], None, float("inf"), 0, 0
     stop_reason = f"reached max_epochs ({params.max_epochs})"

@@ -57,12 +57,16 @@ need_root() {
     [ "$(id -u)" -eq 0 ] || die "must run as root"
 }
 
-# pid from a pid file if that process is alive, else nothing
+# pid from a pid file if that process is alive and is the daemon named after
+# the pid file (munged.pid -> munged), else nothing.  The name check keeps a
+# stale pid file from pointing `stop` at an unrelated process.
 live_pid() {
-    local f="$1" pid
+    local f="$1" pid comm
     [ -s "$f" ] || return 1
     pid="$(tr -dc '0-9' <"$f")"
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    comm="$(cat "/proc/$pid/comm" 2>/dev/null || true)"
+    [ "$comm" = "$(basename "$f" .pid)" ] || return 1
     echo "$pid"
 }
 
@@ -172,6 +176,8 @@ AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 MailProg=/bin/true
 SchedulerType=sched/backfill
+# start batch jobs right away (default batch_sched_delay=3 adds ~2 s/job)
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1000

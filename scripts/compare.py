@@ -1,0 +1,22 @@
+"""Compare methods across seeds: comparison.tsv and the headline summary.md."""
+
+import pandas as pd
+
+from scembed.compare import compare_methods, headline_markdown
+from scembed.runtime import atomic_path, setup_logging
+
+
+def main(snakemake):
+    log = setup_logging(snakemake.log[0])
+    metrics = pd.read_csv(snakemake.input[0], sep="\t")
+    comparison = compare_methods(metrics)
+    with atomic_path(snakemake.output.comparison) as tmp:
+        comparison.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    headline = headline_markdown(metrics, comparison)
+    with atomic_path(snakemake.output.headline) as tmp, open(tmp, "w") as handle:
+        handle.write(headline)
+    log.info("\n%s", headline)
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821

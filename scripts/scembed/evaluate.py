@@ -1,0 +1,74 @@
+"""Every score of one embedding against the labels, beyond the book's single ARI."""
+
+from __future__ import annotations
+
+import anndata as ad
+
+from scembed.cluster import EMBEDDING_KEY, cluster_embedding, leiden_matched
+from scembed.metrics import (
+    cluster_scores,
+    kmeans_clusters,
+    knn_transfer_accuracy,
+    label_silhouette,
+)
+
+
+def evaluate_embedding(
+    adata: ad.AnnData,
+    seed: int,
+    n_neighbors: int = 20,
+    resolution: float = 1.0,
+    leiden_flavor: str = "leidenalg",
+    leiden_n_iterations: int = -1,
+    leiden_directed: bool = True,
+    umap_min_dist: float = 0.5,
+    knn_k: int = 15,
+    bisection_max_steps: int = 30,
+    kmeans_n_init: int = 10,
+) -> dict:
+    """Cluster ``obsm["X_emb"]`` three ways and score the embedding; returns the metrics.
+
+    Adds ``obs["leiden"]`` (the book's resolution), ``obs["leiden_matched"]`` (resolution
+    bisected to as many clusters as labels), ``obs["kmeans"]`` (k = number of labels)
+    and ``obsm["X_umap"]``.
+    """
+    label_key = adata.uns["label_key"]
+    labels = adata.obs[label_key].astype(str).to_numpy()
+    n_labels = len(set(labels))
+    embedding = adata.obsm[EMBEDDING_KEY]
+    leiden_kwargs = {
+        "flavor": leiden_flavor,
+        "n_iterations": leiden_n_iterations,
+        "directed": leiden_directed,
+    }
+    cluster_embedding(
+        adata,
+        seed,
+        n_neighbors,
+        resolution,
+        leiden_flavor,
+        leiden_n_iterations,
+        leiden_directed,
+        umap_min_dist,
+    )
+    scores = cluster_scores(labels, adata.obs["leiden"])
+
+    matched = leiden_matched(adata, n_labels, seed, bisection_max_steps, **leiden_kwargs)
+    matched_scores = cluster_scores(labels, matched["clusters"])
+    kmeans = kmeans_clusters(embedding, n_labels, seed, kmeans_n_init)
+    adata.obs["kmeans"] = kmeans.astype(str)
+    kmeans_scores = cluster_scores(labels, kmeans)
+    return {
+        **scores,
+        "matched_resolution": float(matched["resolution"]),
+        "matched_n_clusters": matched["n_clusters"],
+        "matched_exact": bool(matched["exact"]),
+        "matched_ari": matched_scores["ari"],
+        "matched_nmi": matched_scores["nmi"],
+        "kmeans_ari": kmeans_scores["ari"],
+        "kmeans_nmi": kmeans_scores["nmi"],
+        "silhouette": label_silhouette(embedding, labels, seed),
+        "knn_accuracy": knn_transfer_accuracy(
+            embedding, labels, adata.obs["split"].astype(str).to_numpy(), knn_k
+        ),
+    }

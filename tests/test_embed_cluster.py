@@ -1,0 +1,157 @@
+"""PCA baseline against sklearn, clustering of separable blobs, and the label scores."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.decomposition import PCA
+
+from scembed.cluster import EMBEDDING_KEY, cluster_embedding
+from scembed.metrics import cluster_scores
+from scembed.pca import pca_embedding
+
+# --------------------------------------------------------------------------- PCA
+
+
+@pytest.fixture(scope="module")
+def expression():
+    """Cells x genes with a clearly decaying spectrum, and a training mask."""
+    rng = np.random.default_rng(0)
+    n_cells, n_genes, rank = 240, 30, 6
+    scores = rng.normal(size=(n_cells, rank)) * np.array([10, 7, 5, 3.5, 2.5, 1.8])
+    loadings = np.linalg.qr(rng.normal(size=(n_genes, rank)))[0].T
+    X = scores @ loadings + 0.1 * rng.normal(size=(n_cells, n_genes)) + 3.0
+    train = rng.random(n_cells) < 0.8
+    X[~train] += 5.0  # shifted non-training cells: the mean must come from training only
+    return X, train
+
+
+def test_pca_is_fitted_on_training_cells_only(expression):
+    X, train = expression
+    n_components = 5
+    ours = pca_embedding(X, train, n_components, seed=0)
+    reference = PCA(n_components=n_components, svd_solver="full").fit(X[train]).transform(X)
+    everything = PCA(n_components=n_components, svd_solver="full").fit(X).transform(X)
+    assert ours.shape == (X.shape[0], n_components) and ours.dtype == np.float32
+    signs = np.sign((ours * reference).sum(axis=0))
+    assert (signs != 0).all()
+    scale = np.abs(reference).max()
+    np.testing.assert_allclose(ours * signs, reference, atol=1e-4 * scale)
+    # fitted on all cells the scores differ: the test would see a fit on every cell
+    assert np.abs(np.abs(everything[:, 0]) - np.abs(reference[:, 0])).max() > 1.0
+
+
+def test_pca_accepts_sparse_and_is_seeded(expression):
+    import scipy.sparse as sp
+
+    X, train = expression
+    X = np.clip(X, 0, None)
+    first = pca_embedding(sp.csr_matrix(X), train, 4, seed=1)
+    np.testing.assert_array_equal(first, pca_embedding(sp.csr_matrix(X), train, 4, seed=1))
+    np.testing.assert_allclose(np.abs(first), np.abs(pca_embedding(X, train, 4, seed=1)))
+
+
+def test_pca_too_many_components(expression):
+    X, train = expression
+    with pytest.raises(ValueError, match="lower `n_components`"):
+        pca_embedding(X, train, X.shape[1] + 1, seed=0)
+
+
+# --------------------------------------------------------------------------- clustering
+
+
+def blobs(n_per_blob=60, n_blobs=4, dims=10, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=12.0, size=(n_blobs, dims))
+    labels = np.repeat(np.arange(n_blobs), n_per_blob)
+    points = centres[labels] + rng.normal(size=(len(labels), dims))
+    order = rng.permutation(len(labels))
+    return points[order].astype(np.float32), labels[order]
+
+
+def embedding_adata(points, labels):
+    obs = pd.DataFrame(
+        {"label": pd.Categorical([f"type{x}" for x in labels])},
+        index=[f"cell{i}" for i in range(len(labels))],
+    )
+    adata = ad.AnnData(obs=obs)
+    adata.obsm[EMBEDDING_KEY] = points
+    return adata
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    points, labels = blobs()
+    runs = [
+        cluster_embedding(embedding_adata(points, labels), seed=seed, n_neighbors=15)
+        for seed in (0, 0)
+    ]
+    return labels, runs
+
+
+def test_cluster_embedding_recovers_blobs(clustered):
+    labels, (adata, _) = clustered
+    scores = cluster_scores(labels, adata.obs["leiden"])
+    assert scores["ari"] > 0.9
+    assert adata.obsm["X_umap"].shape == (len(labels), 2)
+    assert np.isfinite(adata.obsm["X_umap"]).all()
+
+
+def test_cluster_embedding_is_seeded(clustered):
+    _, (first, again) = clustered
+    assert list(first.obs["leiden"]) == list(again.obs["leiden"])
+    np.testing.assert_array_equal(first.obsm["X_umap"], again.obsm["X_umap"])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_cluster_embedding_refuses_non_finite(bad):
+    points, labels = blobs(n_per_blob=10)
+    points[7, 3] = bad
+    points[12, 0] = bad
+    with pytest.raises(ValueError, match=r"non-finite values in 2 cells \(first: cell 7\)"):
+        cluster_embedding(embedding_adata(points, labels), seed=0, n_neighbors=5)
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def test_scores_perfect_and_relabelled():
+    labels = np.array(["a", "a", "b", "b", "b", "c", "c"])
+    same = cluster_scores(labels, labels)
+    relabelled = cluster_scores(labels, np.array([2, 2, 0, 0, 0, 1, 1]))
+    for scores in (same, relabelled):
+        assert scores["ari"] == pytest.approx(1.0)
+        assert scores["nmi"] == pytest.approx(1.0)
+        assert scores["n_clusters"] == 3
+
+
+def test_ari_hand_computed():
+    # contingency [[2, 1, 0], [0, 1, 2]]: sum C(n_ij, 2) = 2, rows 6, columns 3, C(6, 2) = 15
+    # expected 6 * 3 / 15 = 1.2, maximum (6 + 3) / 2 = 4.5 -> ARI = 0.8 / 3.3 = 8 / 33
+    scores = cluster_scores([0, 0, 0, 1, 1, 1], ["x", "x", "y", "y", "z", "z"])
+    assert scores["ari"] == pytest.approx(8 / 33)
+    assert scores["n_clusters"] == 3
+    assert 0 < scores["nmi"] < 1
+
+
+def test_independent_clustering():
+    # every cell of each label in both clusters: no mutual information, ARI (0 - 2/3) / (2 - 2/3)
+    scores = cluster_scores([0, 0, 1, 1], [0, 1, 0, 1])
+    assert scores["nmi"] == pytest.approx(0.0, abs=1e-12)
+    assert scores["ari"] == pytest.approx(-0.5)
+    assert scores["n_clusters"] == 2
+
+
+def test_nmi_hand_computed():
+    # labels split 4/2, clusters 3/3; contingency [[3, 1], [0, 2]]
+    labels = [0, 0, 0, 0, 1, 1]
+    clusters = [0, 0, 0, 1, 1, 1]
+    p = np.array([[3, 1], [0, 2]]) / 6
+    pl, pc = p.sum(1), p.sum(0)
+    nz = p > 0
+    mi = (p[nz] * np.log(p[nz] / np.outer(pl, pc)[nz])).sum()
+    entropy_l, entropy_c = -(pl * np.log(pl)).sum(), -(pc * np.log(pc)).sum()
+    scores = cluster_scores(labels, clusters)
+    assert scores["nmi"] == pytest.approx(mi / ((entropy_l + entropy_c) / 2))

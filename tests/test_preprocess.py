@@ -1,0 +1,153 @@
+"""The book's preprocessing against numpy and direct scanpy calls, and the cell split."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+import scipy.sparse as sp
+
+from scembed.preprocess import preprocess, select_genes, split_cells
+from scembed.sources import DataError
+
+N_CELLS, N_GENES = 300, 80
+
+
+@pytest.fixture(scope="module")
+def raw() -> ad.AnnData:
+    """Counts with a spread of gene means and some cells expressing very few genes."""
+    rng = np.random.default_rng(7)
+    means = np.geomspace(0.05, 30, N_GENES)
+    rng.shuffle(means)
+    counts = rng.negative_binomial(2, 2 / (2 + means[None, :]), size=(N_CELLS, N_GENES))
+    sparse_cells = rng.choice(N_CELLS, size=40, replace=False)
+    keep = rng.random((40, N_GENES)) < 0.1
+    counts[sparse_cells] *= keep  # these cells keep ~8 of 80 genes
+    obs = pd.DataFrame(
+        {"cell_type": pd.Categorical([f"t{i % 3}" for i in range(N_CELLS)])},
+        index=[f"cell{i}" for i in range(N_CELLS)],
+    )
+    var = pd.DataFrame(index=[f"gene{j}" for j in range(N_GENES)])
+    adata = ad.AnnData(X=sp.csr_matrix(counts.astype(np.int32)), obs=obs, var=var)
+    adata.uns["label_key"] = "cell_type"
+    return adata
+
+
+def top_variance_genes(counts: np.ndarray, n: int) -> np.ndarray:
+    variance = np.var(counts.astype(np.float64), axis=0, ddof=0)
+    order = np.argsort(-variance)
+    # the reference is only well defined without a tie at the cut
+    assert variance[order[n - 1]] > variance[order[n]] * (1 + 1e-9)
+    return np.sort(order[:n])
+
+
+@pytest.mark.parametrize("n", [2, 10, 50])
+def test_select_genes_variance_is_numpy_top_n(raw, n):
+    counts = raw.X.toarray()
+    np.testing.assert_array_equal(select_genes(raw, n, "variance"), top_variance_genes(counts, n))
+    dense = ad.AnnData(X=counts.astype(np.float32))
+    np.testing.assert_array_equal(select_genes(dense, n, "variance"), top_variance_genes(counts, n))
+
+
+def test_select_genes_variance_is_not_mean_or_dispersion(raw):
+    # a gene with a high mean but no variance must not be chosen: variance, not mean
+    counts = raw.X.toarray().copy()
+    counts[:, 0] = 500
+    adata = ad.AnnData(X=sp.csr_matrix(counts))
+    assert 0 not in select_genes(adata, N_GENES - 1, "variance")
+
+
+def test_select_genes_seurat_v3(raw):
+    genes = select_genes(raw.copy(), 20, "seurat_v3")
+    assert len(genes) == 20 and len(np.unique(genes)) == 20
+    assert (np.diff(genes) > 0).all() and genes.max() < N_GENES
+    reference = sc.pp.highly_variable_genes(
+        raw.copy(), flavor="seurat_v3", n_top_genes=20, inplace=False
+    )
+    np.testing.assert_array_equal(genes, np.flatnonzero(reference["highly_variable"]))
+
+
+def test_n_top_genes_larger_than_dataset(raw):
+    with pytest.raises(DataError) as err:
+        select_genes(raw, N_GENES + 1)
+    assert f"only {N_GENES} genes" in str(err.value)
+    assert f"n_top_genes: {N_GENES}" in str(err.value)
+
+
+def test_unknown_gene_selection(raw):
+    with pytest.raises(DataError, match="'variance' or 'seurat_v3'"):
+        select_genes(raw, 10, "dispersion")
+
+
+@pytest.mark.parametrize(("log1p", "target_sum"), [(True, 1e4), (False, 100.0)])
+def test_preprocess_matches_scanpy(raw, log1p, target_sum):
+    n_top, min_genes = 40, 12
+    result = preprocess(
+        raw, n_top_genes=n_top, min_genes=min_genes, target_sum=target_sum, log1p=log1p
+    )
+
+    genes = top_variance_genes(raw.X.toarray(), n_top)
+    reference = raw[:, genes].copy()
+    reference.X = reference.X.astype(np.float64)
+    sc.pp.filter_cells(reference, min_genes=min_genes)
+    counts = reference.X.copy()
+    sc.pp.normalize_total(reference, target_sum=target_sum)
+    if log1p:
+        sc.pp.log1p(reference)
+
+    dropped = raw.n_obs - reference.n_obs
+    assert 0 < dropped < raw.n_obs  # the filter has work to do
+    assert result.uns["preprocess"]["cells_dropped"] == dropped
+    assert list(result.obs_names) == list(reference.obs_names)
+    assert list(result.var_names) == list(raw.var_names[genes])
+    np.testing.assert_allclose(result.X.toarray(), reference.X.toarray(), rtol=1e-5, atol=1e-6)
+    if not log1p:
+        np.testing.assert_allclose(result.X.sum(axis=1), target_sum, rtol=1e-5)
+
+    kept_counts = result.layers["counts"]
+    assert np.issubdtype(kept_counts.dtype, np.integer)
+    np.testing.assert_array_equal(kept_counts.toarray(), counts.toarray())
+    np.testing.assert_array_equal(
+        result.obs["n_genes_expressed"], (counts.toarray() > 0).sum(axis=1)
+    )
+    assert result.obs["n_genes_expressed"].min() >= min_genes
+    assert result.uns["label_key"] == "cell_type"
+    assert list(result.obs["cell_type"]) == list(raw.obs.loc[reference.obs_names, "cell_type"])
+
+
+def test_preprocess_split(raw):
+    result = preprocess(raw, n_top_genes=40, min_genes=12, test_fraction=0.1, split_seed=3)
+    assert list(result.obs["split"].cat.categories) == ["test", "train", "validation"]
+    np.testing.assert_array_equal(
+        result.obs["split"].to_numpy(), split_cells(result.n_obs, 0.1, 0.1, 3)
+    )
+
+
+def test_preprocess_refuses_too_few_cells(raw):
+    with pytest.raises(DataError, match="Lower `min_genes`"):
+        preprocess(raw, n_top_genes=40, min_genes=41)
+
+
+@pytest.mark.parametrize(
+    ("n_cells", "validation", "test"), [(1000, 0.1, 0.05), (3005, 0.1, 0.05), (57, 0.2, 0.0)]
+)
+def test_split_fractions(n_cells, validation, test):
+    split = split_cells(n_cells, validation, test, seed=42)
+    assert split.shape == (n_cells,)
+    assert set(split) <= {"train", "validation", "test"}
+    counts = pd.Series(split).value_counts()
+    assert counts.get("validation", 0) == round(validation * n_cells)
+    assert counts.get("test", 0) == round(test * n_cells)
+    assert counts["train"] == n_cells - round(validation * n_cells) - round(test * n_cells)
+
+
+def test_split_is_seeded():
+    first = split_cells(500, 0.1, 0.05, seed=42)
+    np.testing.assert_array_equal(first, split_cells(500, 0.1, 0.05, seed=42))
+    other = split_cells(500, 0.1, 0.05, seed=43)
+    assert (first != other).any()
+    # another seed draws other cells for validation, of the same number
+    assert (first == "validation").sum() == (other == "validation").sum()
+    assert set(np.flatnonzero(first == "validation")) != set(np.flatnonzero(other == "validation"))
