@@ -46,6 +46,17 @@ format: $(BIN)/snakemake
 bench: $(BIN)/snakemake ## book-style training loop vs ours, seconds per epoch
 	$(BIN)/python scripts/bench_vae.py
 
+dry-run: $(BIN)/snakemake ## plan default, demo and likelihood configs, local and Slurm profile (submits nothing)
+	$(BIN)/python scripts/dry_run.py
+
+# Root only: installs slurmctld/slurmd/slurm-client/munge if missing, starts a one-node
+# cluster (tests/slurm/cluster.sh), runs the Slurm tests, and always stops the daemons.
+test-slurm: $(BIN)/snakemake ## the synthetic workflow through sbatch on a throw-away one-node Slurm
+	@trap 'bash tests/slurm/cluster.sh stop' EXIT; \
+	bash tests/slurm/cluster.sh start && \
+	eval "$$(bash tests/slurm/cluster.sh env)" && \
+	SCEMBED_REQUIRE_SLURM=1 timeout -k 10 900 $(BIN)/python -m pytest -m slurm -v -s tests/slurm
+
 clean:
 	rm -rf results/* .snakemake
 	touch results/.gitkeep

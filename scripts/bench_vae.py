@@ -17,7 +17,9 @@ tensor does not grow with the number of cells.
 """
 
 import argparse
+import contextlib
 import ctypes
+import os
 import sys
 import threading
 import time
@@ -69,10 +71,8 @@ class PeakRSS:
 def _release_free_memory():
     """Return freed heap pages to the OS (glibc), so one loop's leftovers do not hide the
     next loop's allocations."""
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
 
 
 def make_counts(n_cells: int, n_genes: int, seed: int) -> np.ndarray:
@@ -158,7 +158,8 @@ def main():
     params = VAEParams(max_epochs=args.epochs, patience=args.epochs + 1, device="cpu")
     print(
         f"{args.n_cells} cells x {args.n_genes} genes, {args.epochs} epochs, seed {args.seed}, "
-        f"{args.threads} threads, torch {torch.__version__}, {psutil.cpu_count()} CPUs"
+        f"{args.threads} threads, torch {torch.__version__}, {psutil.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.2f}"
     )
 
     # Warm-up on a slice: first-use allocations of torch (thread pools, kernels) are not
@@ -189,6 +190,7 @@ def main():
         f"median {np.median(book_seconds[1:]) / np.median(ours_seconds[1:]):.2f}x"
     )
     print(f"data tensor (float32): {counts.size * 4 / MB:.1f} MB")
+    print(f"load average after the two loops: {os.getloadavg()[0]:.2f}")
 
     big_cells = args.n_cells * args.memory_scale
     big_counts = make_counts(big_cells, args.n_genes, args.seed)

@@ -160,8 +160,8 @@ def test_load_dataset_zeisel(tmp_path, label_key, classes):
     adata = load_dataset(spec, {"path": str(data["path"])})
     assert sp.issparse(adata.X) and np.issubdtype(adata.X.dtype, np.integer)
     np.testing.assert_array_equal(adata.X.toarray(), data["counts"])
-    # the gene-cluster column (1..7) is not a gene's count: no cell holds the cluster ids
-    assert adata.n_vars == N_GENES
+    # the gene-cluster column is dropped, not read as a thirteenth cell
+    assert adata.shape == (N_CELLS, N_GENES)
     assert adata.uns["label_key"] == label_key
     assert adata.obs[label_key].dtype == "category"
     assert set(adata.obs[label_key].cat.categories) == set(classes)

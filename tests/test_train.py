@@ -230,7 +230,9 @@ def test_non_finite_loss_stops_with_best_state(data, monkeypatch):
 
 def test_non_finite_embedding_raises(data, monkeypatch):
     counts, split = data
-    monkeypatch.setattr(train_module, "_embed", lambda model, x: np.full((N_CELLS, 10), np.nan))
+    monkeypatch.setattr(
+        train_module, "_embed", lambda model, x, batch_size: np.full((N_CELLS, 10), np.nan)
+    )
     with pytest.raises(NonFiniteLossError, match="embedding") as info:
         train_vae(counts, split, _params(max_epochs=1), seed=0, log=_quiet)
     assert info.value.best_state is not None

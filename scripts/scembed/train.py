@@ -22,7 +22,6 @@ from scembed.module import ENCODER_INPUTS, VAE
 from scembed.nn import POSTERIOR_SCALES
 
 SIZE_FACTORS = ("book", "library")
-EVAL_BATCH_SIZE = 1024  # cells per batch for validation loss and embedding (no gradients)
 _CHECK_ROWS = 4096  # rows per chunk when validating dense counts
 
 
@@ -62,7 +61,7 @@ _CHOICES = {
     "size_factor": SIZE_FACTORS,
 }
 _POSITIVE_INTS = ("n_latent", "n_hidden", "n_layers", "batch_size", "max_epochs", "patience")
-_DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
+_DEVICE_RE = re.compile(r"auto|cpu|cuda(?::(\d+))?")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -123,12 +122,15 @@ def resolve_params(params: dict) -> VAEParams:
 
 
 def resolve_device(name: str) -> torch.device:
-    """ "auto" -> cuda if available else cpu; "cpu"; "cuda" or "cuda:N" only if present."""
+    """The torch device for ``name``: "auto" (cuda if available, else cpu), "cpu", "cuda[:N]".
+
+    Raises RuntimeError, saying what to set instead, when the CUDA device is not there.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
         return torch.device("cpu")
-    match = re.fullmatch(r"cuda(?::(\d+))?", name)
+    match = _DEVICE_RE.fullmatch(name)
     if match is None:
         raise ValueError(f"device: {name!r} is not one of auto, cpu, cuda, cuda:N")
     if not torch.cuda.is_available():
@@ -309,7 +311,7 @@ def train_vae(
     log(stop_reason)
 
     model.load_state_dict(best_state)
-    latent = _embed(model, x_all)
+    latent = _embed(model, x_all, batch_size)
     if not np.isfinite(latent).all():
         raise NonFiniteLossError(
             f"the embedding of the best epoch ({best_epoch}) is not finite; "
@@ -351,8 +353,8 @@ def _evaluate(model, x_all, idx, row_sums, col_sums, total, params) -> tuple[flo
     reconst_sum = torch.zeros((), device=x_all.device)
     kl_sum = torch.zeros((), device=x_all.device)
     with torch.no_grad():
-        for start in range(0, len(idx), EVAL_BATCH_SIZE):
-            batch = idx[start : start + EVAL_BATCH_SIZE]
+        for start in range(0, len(idx), params.batch_size):
+            batch = idx[start : start + params.batch_size]
             sf = size_factors(row_sums, col_sums, total, batch, params.size_factor)
             out = model.loss(x_all[batch], sf)
             reconst_sum += out.reconst_loss.sum()
@@ -361,13 +363,13 @@ def _evaluate(model, x_all, idx, row_sums, col_sums, total, params) -> tuple[flo
     return reconst, kl
 
 
-def _embed(model, x_all) -> np.ndarray:
+def _embed(model, x_all, batch_size: int) -> np.ndarray:
     """Encoder mean q(z|x) of every cell, in eval mode without gradients."""
     model.eval()
     with torch.no_grad():
         parts = [
-            model.inference(x_all[start : start + EVAL_BATCH_SIZE])["qz_m"]
-            for start in range(0, x_all.shape[0], EVAL_BATCH_SIZE)
+            model.inference(x_all[start : start + batch_size])["qz_m"]
+            for start in range(0, x_all.shape[0], batch_size)
         ]
     return torch.cat(parts).cpu().numpy()
 

@@ -1,0 +1,240 @@
+"""The execution profiles: what they plan, and that the Slurm plugin accepts its profile."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import dry_run
+import pytest
+import yaml
+from conftest import REPO
+from snakemake.cli import parse_set_resources
+from snakemake.resources import Resources
+from snakemake_executor_plugin_slurm import ExecutorSettings
+from snakemake_executor_plugin_slurm.validation import (
+    get_forbidden_slurm_options,
+    validate_executor_settings,
+)
+
+PROFILES = REPO / "profiles"
+
+
+def load_profile(name: str) -> dict:
+    return yaml.safe_load((PROFILES / name / "config.yaml").read_text())
+
+
+# --------------------------------------------------------------------------- plans
+
+DEFAULT_PLAN = {
+    "download_zeisel": 1,
+    "import_dataset": 1,
+    "preprocess": 1,
+    "embed_pca": 5,
+    "train_vae": 5,
+    "cluster": 10,
+    "summarize": 1,
+    "compare": 1,
+    "plot_dataset": 1,
+    "provenance": 1,
+    "all": 1,
+}
+EXPECTED_PLANS = {
+    "config/config.yaml": DEFAULT_PLAN,
+    "config/demo.yaml": {k: v for k, v in DEFAULT_PLAN.items() if k != "download_zeisel"},
+    "config/likelihoods.yaml": {**DEFAULT_PLAN, "train_vae": 20, "cluster": 25},
+}
+
+
+@pytest.fixture(scope="module")
+def plans():
+    """The plans of `make dry-run`: every shipped config with every profile."""
+    return dry_run.plans()
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("config", list(EXPECTED_PLANS))
+def test_plan(plans, config):
+    local = plans[(config, "profiles/local")]
+    slurm = plans[(config, "profiles/slurm")]
+    assert local == EXPECTED_PLANS[config]
+    assert slurm == local
+
+
+@pytest.mark.workflow
+def test_dry_run_table(plans):
+    lines = dry_run.table(plans).splitlines()
+    assert lines[0].split() == [
+        "rule",
+        *(f"{c}/{p}" for c in ("config", "demo", "likelihoods") for p in ("local", "slurm")),
+    ]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    assert rows["download_zeisel"] == ["1", "1", "-", "-", "1", "1"]
+    assert rows["train_vae"] == ["5", "5", "5", "5", "20", "20"]
+    assert rows["total"] == ["28", "28", "27", "27", "58", "58"]
+
+
+@pytest.mark.workflow
+def test_slurm_dry_run_submits_nothing(tmp_path, monkeypatch):
+    """The Slurm profile's dry run calls no Slurm command (CI may have none, or a real one)."""
+    calls = tmp_path / "calls"
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    for command in ("sbatch", "srun", "salloc", "scancel", "squeue", "sacct", "sacctmgr", "sshare"):
+        script = fake_bin / command
+        script.write_text(f'#!/bin/sh\necho "{command} $*" >> {calls}\nexit 1\n')
+        script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    counts = dry_run.plan("config/demo.yaml", "profiles/slurm")
+    assert counts == EXPECTED_PLANS["config/demo.yaml"]
+    assert not calls.exists(), calls.read_text()
+
+
+def test_job_counts_parser():
+    output = (
+        "Building DAG of jobs...\nJob stats:\njob         count\n----------  -------\n"
+        "preprocess        1\ncluster          10\ntotal            11\n\nReasons:\n"
+    )
+    assert dry_run.job_counts(output) == {"preprocess": 1, "cluster": 10}
+    with pytest.raises(ValueError):
+        dry_run.job_counts("Nothing to be done (all requested files are present).")
+
+
+# --------------------------------------------------------------------------- Slurm profile
+
+
+@pytest.fixture(scope="module")
+def slurm_profile() -> dict:
+    return load_profile("slurm")
+
+
+def evaluate(resource, attempt: int, threads: int = 4):
+    return resource.evaluate(
+        wildcards={}, input=[], attempt=attempt, threads=threads, rulename="x", async_run=None
+    ).value
+
+
+def default_resources(profile: dict) -> Resources:
+    return Resources.parse(profile.get("default-resources", []), allow_expressions=True)
+
+
+def set_resources(profile: dict) -> dict[str, Resources]:
+    return parse_set_resources(profile.get("set-resources", []))
+
+
+def test_slurm_profile_basics(slurm_profile):
+    assert slurm_profile["executor"] == "slurm"
+    assert int(slurm_profile["jobs"]) >= 1
+    assert int(slurm_profile["latency-wait"]) >= 5  # shared file systems lag
+    assert int(slurm_profile["retries"]) >= 1
+
+
+def test_slurm_profile_passes_the_plugins_validation(slurm_profile):
+    # profile key slurm-<name> is the plugin's setting <name> (CLI --slurm-<name>)
+    settings = {
+        key.removeprefix("slurm-").replace("-", "_"): value
+        for key, value in slurm_profile.items()
+        if key.startswith("slurm-")
+    }
+    executor_settings = ExecutorSettings(**settings)  # unknown keys raise TypeError
+    validate_executor_settings(executor_settings)
+
+
+def test_slurm_profile_leaves_managed_options_to_the_plugin(slurm_profile):
+    forbidden = get_forbidden_slurm_options()
+    extras = [
+        ("default", res)
+        for name, res in default_resources(slurm_profile).items()
+        if name == "slurm_extra"
+    ]
+    extras += [
+        (rule, res)
+        for rule, resources in set_resources(slurm_profile).items()
+        for name, res in resources.items()
+        if name == "slurm_extra"
+    ]
+    for rule, res in extras:
+        value = str(evaluate(res, attempt=1))
+        for pattern, option in forbidden.items():
+            assert not re.search(pattern, value), f"{rule}: slurm_extra sets the {option}"
+    # the same, said plainly, for every value (comments aside): the plugin derives
+    # these sbatch options from resources
+    values = [str(v) for v in slurm_profile.values() if not isinstance(v, list)]
+    values += [str(item) for v in slurm_profile.values() if isinstance(v, list) for item in v]
+    for option in ("--gres", "--gpus", "--mem", "--time", "--partition", "--account"):
+        assert not [v for v in values if option in v], option
+
+
+def rule_declares_gpu(rule: str) -> int | None:
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        block = re.search(rf"^rule {rule}:\n((?:[ \t]+.*\n|\n)+)", smk.read_text(), re.M)
+        if block:
+            gpu = re.search(r"^\s+gpu=(\d+)", block.group(1), re.M)
+            return int(gpu.group(1)) if gpu else None
+    return None
+
+
+def test_slurm_profile_routes_training_to_a_gpu(slurm_profile):
+    defaults = default_resources(slurm_profile)
+    training = set_resources(slurm_profile)["train_vae"]
+    for name in ("slurm_account", "slurm_partition", "mem_mb", "runtime"):
+        assert name in defaults, f"default-resources lacks {name}"
+    for name in ("slurm_partition", "cpus_per_gpu", "mem_mb", "runtime"):
+        assert name in training, f"set-resources lacks train_vae:{name}"
+    gpu = evaluate(training["gpu"], 1) if "gpu" in training else rule_declares_gpu("train_vae")
+    assert gpu == 1
+    partition = evaluate(training["slurm_partition"], 1)
+    assert partition and partition != evaluate(defaults["slurm_partition"], 1)
+    assert evaluate(training["cpus_per_gpu"], 1) >= 1
+    assert evaluate(training["runtime"], 1) > evaluate(defaults["runtime"], 1)
+    for attempt in (1, 2):
+        assert evaluate(training["mem_mb"], attempt) > evaluate(defaults["mem_mb"], attempt)
+
+
+def test_slurm_profile_memory_grows_on_retry(slurm_profile):
+    defaults = default_resources(slurm_profile)
+    assert evaluate(defaults["mem_mb"], 2) > evaluate(defaults["mem_mb"], 1)
+    for rule, resources in set_resources(slurm_profile).items():
+        if "mem_mb" in resources:
+            first, second = (evaluate(resources["mem_mb"], a) for a in (1, 2))
+            assert second > first, f"{rule}: mem_mb does not grow with attempt"
+
+
+# --------------------------------------------------------------------------- other profiles
+
+
+def test_local_profile_serialises_gpu_jobs():
+    local = load_profile("local")
+    assert local["cores"] == "all"
+    assert "executor" not in local or local["executor"] == "local"
+    resources = dict(item.split("=", 1) for item in local["resources"])
+    assert int(resources["gpu"]) == 1
+
+
+# Snakemake loads profiles/default/ (next to the Snakefile) as the workflow profile in
+# every run, on every machine: it must not pick an executor, cores or cluster resources.
+PLATFORM_KEYS = {
+    "executor",
+    "cores",
+    "jobs",
+    "local-cores",
+    "resources",
+    "default-resources",
+    "set-resources",
+    "set-threads",
+    "latency-wait",
+    "max-jobs-per-second",
+    "max-status-checks-per-second",
+}
+
+
+def test_no_platform_keys_in_a_default_profile():
+    default = PROFILES / "default"
+    if not default.exists():
+        return
+    files = sorted(Path(default).glob("config.y*ml"))
+    assert files, f"{default} exists but holds no config.yaml"
+    keys = set(yaml.safe_load(files[0].read_text()) or {})
+    platform = {k for k in keys if k in PLATFORM_KEYS or k.startswith(("slurm-", "cluster-"))}
+    assert not platform, f"platform-specific keys in {files[0]}: {sorted(platform)}"

@@ -1,0 +1,314 @@
+"""The Snakemake workflow: lint, planning, config validation, downloads and one real run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import REPO, snakemake, synthetic_config, write_config
+from sklearn.metrics import adjusted_rand_score
+from test_sources import closed_port_url, labelled_h5ad, serve, write_zeisel
+
+pytestmark = pytest.mark.workflow
+
+RULE_STATS = re.compile(r"^Job stats:\n(?:.*\n){2}((?:\S+\s+\d+\n)+)", re.MULTILINE)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    match = RULE_STATS.search(output)
+    assert match, output
+    counts = dict(line.split() for line in match.group(1).splitlines())
+    return {rule: int(count) for rule, count in counts.items()}
+
+
+def with_default_config(workdir: Path) -> Path:
+    """A working directory holding config/config.yaml, as the repository root does."""
+    (workdir / "config").mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "config" / "config.yaml", workdir / "config" / "config.yaml")
+    return workdir
+
+
+def run_config(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
+    configfile = write_config(workdir / "run.yaml", config)
+    return snakemake(workdir, "--configfile", str(configfile), *args, timeout=600)
+
+
+# --------------------------------------------------------------------------- lint, plans
+
+
+def test_lint_and_snakefmt():
+    lint = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "Lints for" not in lint.stdout + lint.stderr
+    snakefmt = Path(sys.executable).parent / "snakefmt"
+    check = subprocess.run(
+        [str(snakefmt), "--check", "Snakefile", "rules"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+BOOK_PLAN = {
+    "download_zeisel": 1,
+    "import_dataset": 1,
+    "preprocess": 1,
+    "embed_pca": 5,
+    "train_vae": 5,
+    "cluster": 10,
+    "summarize": 1,
+}
+
+
+def test_dry_run_default_config(tmp_path):
+    workdir = with_default_config(tmp_path)
+    result = snakemake(workdir, "-n")
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout)
+    assert {rule: counts.get(rule, 0) for rule in BOOK_PLAN} == BOOK_PLAN
+    assert "results/cortex/download/expression.txt" in result.stdout
+    assert not (workdir / "results").exists()
+
+
+def test_dry_run_demo_config(tmp_path):
+    workdir = with_default_config(tmp_path)
+    result = snakemake(workdir, "-n", "--configfile", str(REPO / "config" / "demo.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout)
+    expected = {**BOOK_PLAN, "download_zeisel": 0}
+    assert {rule: counts.get(rule, 0) for rule in BOOK_PLAN} == expected
+    assert "results/pbmc68k/raw.h5ad" in result.stdout
+    assert "cortex" not in result.stdout
+
+
+def test_configfile_replaces_default_config(tmp_path):
+    workdir = with_default_config(tmp_path)
+    config = synthetic_config(seeds=[3])
+    result = run_config(workdir, config, "-n")
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout)
+    assert "download_zeisel" not in counts
+    assert "cortex" not in result.stdout
+    assert counts["import_dataset"] == 1
+    assert counts["cluster"] == 2  # pca and vae, seed 3 only: the default's seeds are gone
+    assert "results/synthetic/pca/seed3/metrics.json" in result.stdout
+    assert "seed0" not in result.stdout
+
+
+# --------------------------------------------------------------------------- bad configs
+
+
+def zeisel_dataset(**extra) -> dict:
+    return {"source": "zeisel2015", "urls": [closed_port_url()], **extra}
+
+
+BAD_CONFIGS = {
+    "unknown top-level key": ({"clusters": {"resolution": 2.0}}, "clusters"),
+    "unknown dataset key": (
+        {"datasets": {"synthetic": {"source": "synthetic", "n_cell": 100}}},
+        "n_cell",
+    ),
+    "unknown source": ({"datasets": {"synthetic": {"source": "zeisel2016"}}}, "zeisel2016"),
+    "unknown method kind": ({"methods": {"pca": {"kind": "tsne"}}}, "tsne"),
+    "key of another source": ({"datasets": {"synthetic": zeisel_dataset(n_cells=50)}}, "n_cells"),
+    "unknown preprocess key": (
+        {"preprocess": {"n_top_gene": 100}},
+        "n_top_gene",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_bad_config_fails_before_any_job(tmp_path, case):
+    change, name = BAD_CONFIGS[case]
+    config = synthetic_config(**change)
+    result = run_config(tmp_path, config, "--cores", "1", "results/synthetic/raw.h5ad")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    errors = [line for line in output.splitlines() if line.startswith("ValidationError")]
+    assert errors, output
+    assert f"'{name}'" in errors[0]
+    assert not (tmp_path / "results").exists()
+
+
+# --------------------------------------------------------------------------- Zeisel download
+
+
+def test_zeisel_download_through_the_workflow(tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    data = write_zeisel(served / "expression.txt")
+    body = data["path"].read_bytes()
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    with serve({"/mirror/expression.txt": (body, None)}) as base:
+        urls = [f"{base}/gone/expression.txt", f"{base}/mirror/expression.txt"]
+        config = {
+            "datasets": {
+                "tiny": {
+                    "source": "zeisel2015",
+                    "urls": urls,
+                    "preprocess": {"n_top_genes": 20, "min_genes": 5},
+                    "cluster": {"n_neighbors": 5},
+                }
+            },
+            "methods": {"pca": {"kind": "pca", "n_components": 3}},
+            "seeds": [0],
+        }
+        result = run_config(workdir, config, "--cores", "1", "results/tiny/raw.h5ad")
+    assert result.returncode == 0, result.stdout + result.stderr
+    raw = ad.read_h5ad(workdir / "results" / "tiny" / "raw.h5ad")
+    np.testing.assert_array_equal(raw.X.toarray(), data["counts"])
+    assert list(raw.obs_names) == data["cell_ids"]
+    assert list(raw.obs["level1class"]) == data["level1"]  # the schema's default label_key
+    provenance = raw.uns["provenance"]
+    assert provenance["url"] == urls[1]
+    assert provenance["sha256"] == hashlib.sha256(body).hexdigest()
+    assert int(provenance["bytes"]) == len(body)
+    download = json.loads((workdir / "results/tiny/download/download.json").read_text())
+    assert download["url"] == urls[1]
+    assert download["sha256"] == provenance["sha256"]
+    assert sorted(p.name for p in (workdir / "results/tiny/download").iterdir()) == [
+        "download.json",
+        "expression.txt",
+    ]
+
+
+def test_zeisel_download_every_mirror_fails(tmp_path):
+    with serve({}) as base:
+        urls = [f"{base}/gone/expression.txt", closed_port_url()]
+        config = {
+            "datasets": {"tiny": {"source": "zeisel2015", "urls": urls}},
+            "methods": {"pca": {"kind": "pca"}},
+        }
+        result = run_config(
+            tmp_path, config, "--cores", "1", "--show-failed-logs", "results/tiny/raw.h5ad"
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "download_zeisel" in output
+    for url in urls:
+        assert url in output
+    assert "404" in output and "refused" in output.lower()
+    assert "path: /where/you/saved/it" in output
+    download = tmp_path / "results" / "tiny" / "download"
+    assert not (download / "expression.txt").exists()
+    assert not (tmp_path / "results" / "tiny" / "raw.h5ad").exists()
+    assert not download.exists() or not [p for p in download.iterdir() if p.suffix == ".part"]
+
+
+def test_missing_label_column_through_the_workflow(tmp_path):
+    labelled_h5ad(tmp_path / "cells.h5ad")
+    config = {
+        "datasets": {"mine": {"source": "h5ad", "path": "cells.h5ad", "label_key": "celltype"}},
+        "methods": {"pca": {"kind": "pca"}},
+    }
+    result = run_config(
+        tmp_path, config, "--cores", "1", "--show-failed-logs", "results/mine/raw.h5ad"
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "no label column 'celltype'" in output
+    assert "['cell_type', 'batch']" in output
+    assert not (tmp_path / "results" / "mine" / "raw.h5ad").exists()
+
+
+# --------------------------------------------------------------------------- one real run
+
+METHODS = {
+    "pca": {"kind": "pca", "n_components": 10},
+    "vae": {"kind": "vae", "preset": "book", "max_epochs": 3, "patience": 2, "device": "cpu"},
+}
+SEEDS = [0, 1]
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory):
+    """One synthetic run of PCA and a short VAE over two seeds, up to the metrics table."""
+    workdir = tmp_path_factory.mktemp("synthetic_run")
+    config = synthetic_config(methods=METHODS, seeds=SEEDS)
+    result = run_config(
+        workdir, config, "--cores", "2", "--show-failed-logs", "results/summary/metrics.tsv"
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    return workdir, config
+
+
+def test_run_metrics_table(synthetic_run):
+    workdir, config = synthetic_run
+    dataset = config["datasets"]["synthetic"]
+    table = pd.read_csv(workdir / "results/summary/metrics.tsv", sep="\t")
+    columns = ["dataset", "method", "seed", "n_cells", "n_genes", "n_labels", "n_clusters"]
+    assert list(table.columns[: len(columns) + 2]) == [*columns, "ari", "nmi"]
+    grid = sorted(zip(table["dataset"], table["method"], table["seed"], strict=True))
+    assert grid == [("synthetic", m, s) for m in sorted(METHODS) for s in SEEDS]
+    pre = ad.read_h5ad(workdir / "results/synthetic/preprocessed.h5ad", backed="r")
+    assert (table["n_cells"] == pre.n_obs).all()
+    assert 10 <= pre.n_obs <= dataset["n_cells"]
+    assert (table["n_genes"] == dataset["preprocess"]["n_top_genes"]).all()
+    assert (table["n_labels"] == dataset["n_types"]).all()
+    assert (table["n_clusters"] >= 1).all() and (table["n_clusters"] <= pre.n_obs).all()
+    assert table["ari"].between(-0.5, 1).all() and table["nmi"].between(0, 1).all()
+    assert (table.loc[table["method"] == "pca", "ari"] > 0).all()
+
+
+def test_run_per_run_outputs(synthetic_run):
+    workdir, config = synthetic_run
+    pre = ad.read_h5ad(workdir / "results/synthetic/preprocessed.h5ad")
+    for method in METHODS:
+        for seed in SEEDS:
+            folder = workdir / "results" / "synthetic" / method / f"seed{seed}"
+            clusters = pd.read_csv(folder / "clusters.tsv", sep="\t")
+            assert list(clusters.columns[:3]) == ["cell", "label", "cluster"]
+            assert list(clusters["cell"]) == list(pre.obs_names)
+            assert list(clusters["label"]) == list(pre.obs["cell_type"])
+            assert (folder / "umap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            metrics = json.loads((folder / "metrics.json").read_text())
+            assert (metrics["dataset"], metrics["method"], metrics["seed"]) == (
+                "synthetic",
+                method,
+                seed,
+            )
+            # the reported ARI is that of the clusters written next to it
+            ari = adjusted_rand_score(clusters["label"], clusters["cluster"])
+            assert metrics["ari"] == pytest.approx(ari)
+            assert metrics["n_clusters"] == clusters["cluster"].nunique()
+    vae = workdir / "results/synthetic/vae/seed0"
+    history = pd.read_csv(vae / "history.tsv", sep="\t")
+    assert 1 <= len(history) <= METHODS["vae"]["max_epochs"]
+    assert (vae / "model.pt").stat().st_size > 0
+
+
+def test_run_preprocessed(synthetic_run):
+    workdir, config = synthetic_run
+    pre = ad.read_h5ad(workdir / "results/synthetic/preprocessed.h5ad")
+    raw = ad.read_h5ad(workdir / "results/synthetic/raw.h5ad")
+    counts = pre.layers["counts"]
+    assert np.issubdtype(counts.dtype, np.integer)
+    expected = raw[pre.obs_names, pre.var_names].X.toarray()
+    np.testing.assert_array_equal(counts.toarray(), expected)
+    assert set(pre.obs["split"].cat.categories) == {"train", "validation", "test"}
+    fractions = pre.obs["split"].value_counts(normalize=True)
+    assert fractions["validation"] == pytest.approx(0.1, abs=0.01)
+    assert fractions["test"] == pytest.approx(0.05, abs=0.01)
+    # X is log1p of counts normalised to 10,000 per cell
+    np.testing.assert_allclose(np.expm1(pre.X.toarray()).sum(axis=1), 1e4, rtol=1e-3)
+    assert raw.uns["provenance"]["source"] == "synthetic"
