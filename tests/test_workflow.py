@@ -242,13 +242,13 @@ SEEDS = [0, 1]
 
 @pytest.fixture(scope="module")
 def synthetic_run(tmp_path_factory):
-    """One synthetic run of PCA and a short VAE over two seeds, up to the metrics table."""
+    """One synthetic run of PCA and a short VAE over two seeds, then its HTML report."""
     workdir = tmp_path_factory.mktemp("synthetic_run")
     config = synthetic_config(methods=METHODS, seeds=SEEDS)
-    result = run_config(
-        workdir, config, "--cores", "2", "--show-failed-logs", "results/summary/metrics.tsv"
-    )
+    result = run_config(workdir, config, "--cores", "2", "--show-failed-logs")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    report = run_config(workdir, config, "--report", "results/report.html")
+    assert report.returncode == 0, report.stdout[-5000:] + report.stderr[-5000:]
     return workdir, config
 
 
@@ -312,3 +312,43 @@ def test_run_preprocessed(synthetic_run):
     # X is log1p of counts normalised to 10,000 per cell
     np.testing.assert_allclose(np.expm1(pre.X.toarray()).sum(axis=1), 1e4, rtol=1e-3)
     assert raw.uns["provenance"]["source"] == "synthetic"
+
+
+def test_run_summary_outputs(synthetic_run):
+    """comparison.tsv, summary.md, provenance.json and figures agree with metrics.tsv."""
+    workdir, config = synthetic_run
+    summary = workdir / "results" / "summary"
+    metrics = pd.read_csv(summary / "metrics.tsv", sep="\t")
+    for column in ("ami", "matched_ari", "matched_nmi", "kmeans_ari", "silhouette", "knn_accuracy"):
+        assert metrics[column].notna().all(), column
+    assert (metrics["device"] == "cpu").all()
+
+    comparison = pd.read_csv(summary / "comparison.tsv", sep="\t")
+    ari = comparison[(comparison["metric"] == "ari")].set_index("method")
+    for method in METHODS:
+        runs = metrics.loc[metrics["method"] == method, "ari"]
+        assert ari.loc[method, "mean"] == pytest.approx(runs.mean(), abs=1e-4)
+        assert ari.loc[method, "n_seeds"] == len(SEEDS)
+    paired = metrics.pivot(index="seed", columns="method", values="ari")
+    diffs = paired["vae"] - paired["pca"]
+    assert ari.loc["vae", "diff_mean"] == pytest.approx(diffs.mean(), abs=1e-4)
+    assert ari.loc["vae", "wins"] == (diffs > 0).sum()
+    assert ari.loc["vae", "diff_ci_low"] <= ari.loc["vae", "diff_ci_high"]
+
+    headline = (summary / "summary.md").read_text()
+    pca_ari = metrics.loc[metrics["method"] == "pca", "ari"]
+    headline_number = f"{pca_ari.mean():.3f} ± {pca_ari.std(ddof=1):.3f}"
+    assert headline_number in headline
+
+    provenance = json.loads((summary / "provenance.json").read_text())
+    assert provenance["data"]["synthetic"]["source"] == "synthetic"
+    assert provenance["packages"]["torch"].startswith("2.13")
+    assert provenance["devices"]["synthetic/vae"] == ["cpu"]
+    assert set(provenance["config"]["methods"]) == set(METHODS)
+    for figure in ("metrics", "umaps", "losses", "heatmap"):
+        png = summary / "synthetic" / f"{figure}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
+
+    # the HTML report embeds the headline table with its numbers
+    html = (workdir / "results" / "report.html").read_text()
+    assert headline_number in html

@@ -112,7 +112,8 @@ def headline_markdown(metrics: pd.DataFrame, comparison: pd.DataFrame) -> str:
             lines.append(
                 f"- {row.method} vs {row.baseline}, {row.metric}: difference "
                 f"{row.diff_mean:+.3f} (95% bootstrap CI {row.diff_ci_low:+.3f} to "
-                f"{row.diff_ci_high:+.3f}), better in {int(row.wins)} of {int(row.paired_seeds)} seeds"
+                f"{row.diff_ci_high:+.3f}), better in {int(row.wins)} of "
+                f"{int(row.paired_seeds)} seeds"
             )
         lines.append("")
     lines.append(

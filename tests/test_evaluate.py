@@ -1,0 +1,169 @@
+"""Scores beyond the book: matched-k Leiden, k-means, silhouette, kNN transfer, comparison."""
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from sklearn import metrics as skm
+
+from scembed.cluster import leiden_matched
+from scembed.compare import (
+    compare_methods,
+    headline_markdown,
+    median_ari_seed,
+    paired_bootstrap,
+)
+from scembed.metrics import (
+    cluster_scores,
+    kmeans_clusters,
+    knn_transfer_accuracy,
+    label_silhouette,
+)
+
+
+def test_cluster_scores_match_sklearn_and_hand_computed():
+    labels = np.array(["a", "a", "a", "b", "b", "b"])
+    clusters = np.array([0, 0, 1, 1, 2, 2])
+    scores = cluster_scores(labels, clusters)
+    assert scores["ari"] == pytest.approx(skm.adjusted_rand_score(labels, clusters))
+    assert scores["nmi"] == pytest.approx(skm.normalized_mutual_info_score(labels, clusters))
+    assert scores["ami"] == pytest.approx(skm.adjusted_mutual_info_score(labels, clusters))
+    assert scores["n_clusters"] == 3
+    # by hand: pairs within a cluster: 1+1+1 = 3, within a label: 3+3 = 6, both: 1+0+1 = 2;
+    # 15 pairs, expected index 3*6/15 = 1.2, max index (3+6)/2 = 4.5
+    assert scores["ari"] == pytest.approx((2 - 1.2) / (4.5 - 1.2))
+    perfect = cluster_scores(labels, ["x", "x", "x", "y", "y", "y"])
+    assert perfect["ari"] == perfect["nmi"] == perfect["ami"] == pytest.approx(1.0)
+
+
+def ring_of_cliques(n_cliques: int, size: int) -> ad.AnnData:
+    """Cliques joined in a ring by single edges: Leiden can find any count up to n_cliques."""
+    n = n_cliques * size
+    adjacency = np.zeros((n, n))
+    for c in range(n_cliques):
+        block = slice(c * size, (c + 1) * size)
+        adjacency[block, block] = 1
+        a, b = c * size, ((c + 1) % n_cliques) * size + 1
+        adjacency[a, b] = adjacency[b, a] = 1
+    np.fill_diagonal(adjacency, 0)
+    adata = ad.AnnData(X=np.zeros((n, 1)))
+    adata.obsp["connectivities"] = sp.csr_matrix(adjacency)
+    adata.obsp["distances"] = sp.csr_matrix(adjacency)
+    adata.uns["neighbors"] = {
+        "connectivities_key": "connectivities",
+        "distances_key": "distances",
+        "params": {"method": "umap"},
+    }
+    return adata
+
+
+@pytest.mark.parametrize("target", [3, 4, 12])
+def test_bisection_reaches_the_number_of_clusters(target):
+    adata = ring_of_cliques(n_cliques=12, size=8)
+    result = leiden_matched(adata, target, seed=0, flavor="leidenalg", directed=False)
+    assert result["exact"]
+    assert result["n_clusters"] == target
+    assert adata.obs["leiden_matched"].nunique() == target
+    assert result["steps"] <= 30
+
+
+def test_bisection_reports_when_it_cannot_match():
+    adata = ring_of_cliques(n_cliques=4, size=5)
+    result = leiden_matched(adata, 50, seed=0, max_steps=6, flavor="leidenalg", directed=False)
+    assert not result["exact"]
+    assert result["n_clusters"] < 50
+    assert result["steps"] == 6
+
+
+def blobs(seed=0, n=300):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(["a", "b", "c"], n // 3)
+    centres = {"a": (0, 0), "b": (6, 0), "c": (0, 6)}
+    points = np.array([centres[label] for label in labels]) + rng.normal(size=(n, 2))
+    return points, labels
+
+
+def test_kmeans_is_deterministic_and_recovers_blobs():
+    points, labels = blobs()
+    first = kmeans_clusters(points, 3, seed=1)
+    assert np.array_equal(first, kmeans_clusters(points, 3, seed=1))
+    assert skm.adjusted_rand_score(labels, first) > 0.9
+
+
+def test_silhouette_and_knn_transfer():
+    points, labels = blobs()
+    silhouette = label_silhouette(points, labels, seed=0)
+    assert silhouette == pytest.approx(skm.silhouette_score(points, labels))
+    shuffled = np.random.default_rng(0).permutation(labels)
+    assert label_silhouette(points, shuffled, seed=0) < 0.05 < silhouette
+
+    split = np.where(np.arange(len(labels)) % 5 == 0, "test", "train")
+    assert knn_transfer_accuracy(points, labels, split, k=5) > 0.95
+    # hand case: the one test cell sits on the "b" training cells
+    tiny = np.array([[0.0], [0.1], [5.0], [5.1], [5.05]])
+    tiny_labels = np.array(["a", "a", "b", "b", "a"])
+    tiny_split = np.array(["train", "train", "train", "train", "test"])
+    assert knn_transfer_accuracy(tiny, tiny_labels, tiny_split, k=2) == 0.0
+
+
+def metrics_table(vae_ari):
+    rows = []
+    for seed, (pca, vae) in enumerate(zip([0.30, 0.32, 0.34], vae_ari, strict=True)):
+        for method, kind, ari in (("pca", "pca", pca), ("vae", "vae", vae)):
+            rows.append(
+                {
+                    "dataset": "d",
+                    "method": method,
+                    "kind": kind,
+                    "seed": seed,
+                    "n_cells": 100,
+                    "n_labels": 3,
+                    "n_clusters": 4,
+                    "ari": ari,
+                    "nmi": ari,
+                    "matched_ari": ari,
+                    "kmeans_ari": ari,
+                    "knn_accuracy": 0.9,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_compare_methods_paired_differences():
+    table = metrics_table([0.40, 0.31, 0.44])
+    comparison = compare_methods(table)
+    row = comparison[(comparison["metric"] == "ari") & (comparison["method"] == "vae")].iloc[0]
+    diffs = np.array([0.10, -0.01, 0.10])
+    assert row["mean"] == pytest.approx(np.mean([0.40, 0.31, 0.44]))
+    assert row["sd"] == pytest.approx(np.std([0.40, 0.31, 0.44], ddof=1))
+    assert (row["min"], row["max"]) == (pytest.approx(0.31), pytest.approx(0.44))
+    assert row["diff_mean"] == pytest.approx(diffs.mean())
+    assert row["wins"] == 2 and row["paired_seeds"] == 3 and row["baseline"] == "pca"
+    tolerance = 1e-12
+    assert diffs.min() - tolerance <= row["diff_ci_low"] <= row["diff_mean"]
+    assert row["diff_mean"] <= row["diff_ci_high"] <= diffs.max() + tolerance
+    baseline = comparison[(comparison["metric"] == "ari") & (comparison["method"] == "pca")]
+    assert baseline["diff_mean"].isna().all()
+
+    headline = headline_markdown(table, comparison)
+    vae = np.array([0.40, 0.31, 0.44])
+    assert f"| vae | 3 | {vae.mean():.3f} ± {vae.std(ddof=1):.3f} |" in headline
+    assert "| vae | 3 | 0.383 ± 0.067 |" in headline  # the same, worked by hand
+    assert "better in 2 of 3 seeds" in headline
+
+
+def test_paired_bootstrap_is_seeded_and_brackets_the_mean():
+    diffs = np.array([0.05, 0.07, 0.02, 0.09, 0.04])
+    low, high = paired_bootstrap(diffs)
+    assert (low, high) == paired_bootstrap(diffs)
+    assert diffs.min() <= low < diffs.mean() < high <= diffs.max()
+    assert low > 0  # every seed wins: the interval excludes zero
+    assert np.isnan(paired_bootstrap(np.array([0.1]))[0])
+
+
+def test_median_ari_seed():
+    runs = pd.DataFrame({"seed": [0, 1, 2, 3, 4], "ari": [0.5, 0.1, 0.3, 0.9, 0.2]})
+    assert median_ari_seed(runs) == 2
+    # an even count takes the lower middle run: ARIs 0.1, 0.3, 0.5, 0.9 -> 0.3, seed 2
+    assert median_ari_seed(runs.iloc[:4]) == 2
