@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -349,6 +350,10 @@ def test_run_summary_outputs(synthetic_run):
         png = summary / "synthetic" / f"{figure}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
 
-    # the HTML report embeds the headline table with its numbers
+    # the self-contained HTML report embeds summary.md (base64 data URI) with its numbers
     html = (workdir / "results" / "report.html").read_text()
-    assert headline_number in html
+    embedded = re.search(r"data:text/markdown;[^,]*filename=summary\.md;base64,([^\"]+)", html)
+    assert embedded, "summary.md is not embedded in the report"
+    assert headline_number in base64.b64decode(embedded.group(1)).decode()
+    for figure in ("metrics", "umaps", "losses", "heatmap"):
+        assert f"results/summary/synthetic/{figure}.png" in html

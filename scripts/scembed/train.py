@@ -348,11 +348,11 @@ def _train_epoch(model, optimizer, x_all, order, row_sums, col_sums, total, para
 
 
 def _evaluate(model, x_all, idx, row_sums, col_sums, total, params) -> tuple[float, float]:
-    """Validation (reconstruction, KL) per cell, in eval mode without gradients."""
+    """Validation (reconstruction, KL) per cell, in eval mode without autograd."""
     model.eval()
     reconst_sum = torch.zeros((), device=x_all.device)
     kl_sum = torch.zeros((), device=x_all.device)
-    with torch.no_grad():
+    with torch.inference_mode():
         for start in range(0, len(idx), params.batch_size):
             batch = idx[start : start + params.batch_size]
             sf = size_factors(row_sums, col_sums, total, batch, params.size_factor)
@@ -364,9 +364,9 @@ def _evaluate(model, x_all, idx, row_sums, col_sums, total, params) -> tuple[flo
 
 
 def _embed(model, x_all, batch_size: int) -> np.ndarray:
-    """Encoder mean q(z|x) of every cell, in eval mode without gradients."""
+    """Encoder mean q(z|x) of every cell, in eval mode without autograd."""
     model.eval()
-    with torch.no_grad():
+    with torch.inference_mode():
         parts = [
             model.inference(x_all[start : start + batch_size])["qz_m"]
             for start in range(0, x_all.shape[0], batch_size)
