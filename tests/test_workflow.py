@@ -16,20 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO, snakemake, synthetic_config, write_config
+from dry_run import job_counts
 from sklearn.metrics import adjusted_rand_score
+from test_profiles import DEFAULT_PLAN
 from test_sources import closed_port_url, labelled_h5ad, serve, write_zeisel
 
 pytestmark = pytest.mark.workflow
-
-RULE_STATS = re.compile(r"^Job stats:\n(?:.*\n){2}((?:\S+\s+\d+\n)+)", re.MULTILINE)
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry run as {rule: count}."""
-    match = RULE_STATS.search(output)
-    assert match, output
-    counts = dict(line.split() for line in match.group(1).splitlines())
-    return {rule: int(count) for rule, count in counts.items()}
 
 
 def with_default_config(workdir: Path) -> Path:
@@ -68,23 +60,12 @@ def test_lint_and_snakefmt():
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-BOOK_PLAN = {
-    "download_zeisel": 1,
-    "import_dataset": 1,
-    "preprocess": 1,
-    "embed_pca": 5,
-    "train_vae": 5,
-    "cluster": 10,
-    "summarize": 1,
-}
-
-
 def test_dry_run_default_config(tmp_path):
     workdir = with_default_config(tmp_path)
     result = snakemake(workdir, "-n")
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout)
-    assert {rule: counts.get(rule, 0) for rule in BOOK_PLAN} == BOOK_PLAN
+    assert counts == DEFAULT_PLAN
     assert "results/cortex/download/expression.txt" in result.stdout
     assert not (workdir / "results").exists()
 
@@ -94,8 +75,7 @@ def test_dry_run_demo_config(tmp_path):
     result = snakemake(workdir, "-n", "--configfile", str(REPO / "config" / "demo.yaml"))
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout)
-    expected = {**BOOK_PLAN, "download_zeisel": 0}
-    assert {rule: counts.get(rule, 0) for rule in BOOK_PLAN} == expected
+    assert counts == {rule: n for rule, n in DEFAULT_PLAN.items() if rule != "download_zeisel"}
     assert "results/pbmc68k/raw.h5ad" in result.stdout
     assert "cortex" not in result.stdout
 

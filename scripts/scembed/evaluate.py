@@ -16,19 +16,15 @@ from scembed.metrics import (
 def evaluate_embedding(
     adata: ad.AnnData,
     seed: int,
-    n_neighbors: int = 20,
-    resolution: float = 1.0,
-    leiden_flavor: str = "leidenalg",
-    leiden_n_iterations: int = -1,
-    leiden_directed: bool = True,
-    umap_min_dist: float = 0.5,
     knn_k: int = 15,
     bisection_max_steps: int = 30,
     kmeans_n_init: int = 10,
+    **cluster_params,
 ) -> dict:
     """Cluster ``obsm["X_emb"]`` three ways and score the embedding; returns the metrics.
 
-    Adds ``obs["leiden"]`` (the book's resolution), ``obs["leiden_matched"]`` (resolution
+    ``cluster_params`` go to :func:`cluster_embedding` (graph, Leiden, UMAP). Adds
+    ``obs["leiden"]`` (the configured resolution), ``obs["leiden_matched"]`` (resolution
     bisected to as many clusters as labels), ``obs["kmeans"]`` (k = number of labels)
     and ``obsm["X_umap"]``.
     """
@@ -36,21 +32,12 @@ def evaluate_embedding(
     labels = adata.obs[label_key].astype(str).to_numpy()
     n_labels = len(set(labels))
     embedding = adata.obsm[EMBEDDING_KEY]
+    cluster_embedding(adata, seed, **cluster_params)
     leiden_kwargs = {
-        "flavor": leiden_flavor,
-        "n_iterations": leiden_n_iterations,
-        "directed": leiden_directed,
+        name: cluster_params[f"leiden_{name}"]
+        for name in ("flavor", "n_iterations", "directed")
+        if f"leiden_{name}" in cluster_params
     }
-    cluster_embedding(
-        adata,
-        seed,
-        n_neighbors,
-        resolution,
-        leiden_flavor,
-        leiden_n_iterations,
-        leiden_directed,
-        umap_min_dist,
-    )
     scores = cluster_scores(labels, adata.obs["leiden"])
 
     matched = leiden_matched(adata, n_labels, seed, bisection_max_steps, **leiden_kwargs)
