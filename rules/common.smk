@@ -1,6 +1,7 @@
 import copy
 import re
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 # A --configfile REPLACES config/config.yaml instead of being merged into it: merging
@@ -9,6 +10,10 @@ from snakemake.utils import validate
 if workflow.overwrite_configfiles:
     config.clear()
     config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
+    logger.info(
+        "Using only the config given with --configfile (config/config.yaml is replaced, "
+        "not extended; keys it leaves out take the schema's defaults)."
+    )
 
 
 validate(config, schema="../config/schema/config.schema.yaml")
