@@ -163,6 +163,15 @@ def test_early_stopping_restores_the_best_state(data):
     assert np.array_equal(result.latent, replay.latent)
 
 
+@pytest.mark.parametrize("likelihood", ["zinb", "nb", "zip", "poisson"])
+@pytest.mark.parametrize("preset", ["book", "stable"])
+def test_every_likelihood_and_preset_trains(data, likelihood, preset):
+    counts, split = data
+    params = _params(preset=preset, likelihood=likelihood, size_factor="library", max_epochs=2)
+    result = train_vae(counts, split, params, seed=0, log=_quiet)
+    assert np.isfinite(result.latent).all() and len(result.history) == 2
+
+
 def test_training_lowers_the_validation_loss(data):
     counts, split = data
     result = train_vae(counts, split, _params(max_epochs=8, lr=1e-2), seed=0, log=_quiet)
@@ -231,7 +240,7 @@ def test_non_finite_loss_stops_with_best_state(data, monkeypatch):
 def test_non_finite_embedding_raises(data, monkeypatch):
     counts, split = data
     monkeypatch.setattr(
-        train_module, "_embed", lambda model, x, batch_size: np.full((N_CELLS, 10), np.nan)
+        train_module, "_embed", lambda model, x, *args: np.full((N_CELLS, 10), np.nan)
     )
     with pytest.raises(NonFiniteLossError, match="embedding") as info:
         train_vae(counts, split, _params(max_epochs=1), seed=0, log=_quiet)
