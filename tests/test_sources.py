@@ -551,3 +551,11 @@ def test_download_all_mirrors_fail(tmp_path):
     assert any(refused in line and "refused" in line.lower() for line in lines)
     assert "path: /where/you/saved/it" in message
     assert not dest.exists() and leftovers(dest.parent) == []
+
+
+def test_check_counts_reports_the_first_value_whatever_its_problem():
+    X = bad_counts(np.nan, row=2, col=3)
+    X[1, 1] = -3.0  # a negative value before the NaN in cell order
+    for matrix in (X, sp.csr_matrix(X)):
+        with pytest.raises(DataError, match=r"value -3\.0 at cell 1, gene 1 is negative"):
+            check_counts(matrix, "x")

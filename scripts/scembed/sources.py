@@ -43,34 +43,55 @@ class DataError(ValueError):
 # --------------------------------------------------------------------------- checks
 
 
-def check_counts(X, where: str) -> None:
-    """Fail unless ``X`` holds finite, non-negative integers; name the first bad value."""
+RAW_COUNTS_FIX = (
+    "Point the dataset at raw UMI counts (for an h5ad file, set `counts_layer` to the layer "
+    "that holds them)."
+)
+_CHECK_ROWS = 4096  # rows per chunk when checking dense counts (bounded extra memory)
+
+
+def check_counts(X, where: str, fix: str = RAW_COUNTS_FIX) -> None:
+    """Fail unless ``X`` holds finite, non-negative integers; name the first bad value.
+
+    "First" is in cell (row-major) order, whatever the matrix layout; ``fix`` ends the
+    message with what the user should do.
+    """
     if sp.issparse(X):
-        X = sp.csr_matrix(X)  # X.data of CSC/COO is not in the row order used below
-    values = X.data if sp.issparse(X) else np.asarray(X)
-    bad = ~np.isfinite(values)
-    problem = "is not finite"
-    if not bad.any():
-        bad = values < 0
-        problem = "is negative"
-    if not bad.any():
-        bad = values != np.round(values)
-        problem = "is not an integer"
-    if not bad.any():
-        return
-    flat = int(np.flatnonzero(bad.ravel())[0])
-    if sp.issparse(X):
-        row = int(np.searchsorted(X.indptr, flat, side="right") - 1)
-        col = int(X.indices[flat])
-        value = X.data[flat].item()
+        X = sp.csr_matrix(X)  # X.data of CSC/COO is not in cell order
+        bad = np.flatnonzero(_bad_counts(X.data))
+        if not bad.size:
+            return
+        k = int(bad[0])
+        row, col = int(np.searchsorted(X.indptr, k, side="right") - 1), int(X.indices[k])
+        value = X.data[k].item()
     else:
-        row, col = np.unravel_index(flat, values.shape)
-        value = values[row, col].item()
+        X = np.asarray(X)
+        for start in range(0, X.shape[0], _CHECK_ROWS):
+            bad = np.argwhere(_bad_counts(X[start : start + _CHECK_ROWS]))
+            if bad.size:
+                row, col = start + int(bad[0][0]), int(bad[0][1])
+                value = X[row, col].item()
+                break
+        else:
+            return
+    if not np.isfinite(value):
+        problem = "is not finite"
+    elif value < 0:
+        problem = "is negative"
+    else:
+        problem = "is not an integer"
     raise DataError(
         f"{where}: the counts must be non-negative integers, but the value {value!r} at "
-        f"cell {row}, gene {col} {problem}. Point the dataset at raw UMI counts (for an "
-        "h5ad file, set `counts_layer` to the layer that holds them)."
+        f"cell {row}, gene {col} {problem}. {fix}"
     )
+
+
+def _bad_counts(values: np.ndarray) -> np.ndarray:
+    if np.issubdtype(values.dtype, np.integer) or values.dtype == bool:
+        return values < 0
+    if not np.issubdtype(values.dtype, np.floating):
+        raise DataError(f"the counts must be numbers, not {values.dtype}.")
+    return ~np.isfinite(values) | (values < 0) | (values != np.round(values))
 
 
 def check_labels(obs: pd.DataFrame, label_key: str, where: str) -> None:

@@ -20,9 +20,13 @@ import torch
 from scembed.distributions import LIKELIHOODS
 from scembed.module import ENCODER_INPUTS, VAE
 from scembed.nn import POSTERIOR_SCALES
+from scembed.sources import check_counts
 
 SIZE_FACTORS = ("book", "library")
-_CHECK_ROWS = 4096  # rows per chunk when validating dense counts
+COUNTS_FIX = (
+    "Pass the raw UMI/read counts (e.g. adata.layers['counts']), not normalised or log "
+    "data: every VAE likelihood models counts."
+)
 
 
 @dataclass
@@ -168,47 +172,6 @@ def size_factors(
     raise ValueError(f"size_factor {kind!r} is not one of {SIZE_FACTORS}")
 
 
-def check_counts(counts) -> None:
-    """Raise ValueError unless ``counts`` holds non-negative finite integers.
-
-    The message names the first offending value and its cell and gene index.
-    """
-    if sp.issparse(counts):
-        csr = sp.csr_matrix(counts)
-        bad = np.flatnonzero(_bad_counts(csr.data))
-        if bad.size:
-            k = bad[0]
-            cell = int(np.searchsorted(csr.indptr, k, side="right") - 1)
-            _raise_bad_count(csr.data[k], cell, int(csr.indices[k]))
-        return
-    counts = np.asarray(counts)
-    if counts.ndim != 2:
-        raise ValueError(f"counts must be a 2-d cells x genes matrix, got shape {counts.shape}")
-    if np.issubdtype(counts.dtype, np.unsignedinteger):
-        return
-    for start in range(0, counts.shape[0], _CHECK_ROWS):
-        bad = np.argwhere(_bad_counts(counts[start : start + _CHECK_ROWS]))
-        if bad.size:
-            cell, gene = bad[0]
-            _raise_bad_count(counts[start + cell, gene], start + int(cell), int(gene))
-
-
-def _bad_counts(values: np.ndarray) -> np.ndarray:
-    if np.issubdtype(values.dtype, np.integer):
-        return values < 0
-    if not np.issubdtype(values.dtype, np.floating):
-        raise ValueError(f"counts must be numeric, got dtype {values.dtype}")
-    return ~np.isfinite(values) | (values < 0) | (values != np.round(values))
-
-
-def _raise_bad_count(value, cell: int, gene: int) -> None:
-    raise ValueError(
-        f"counts must be non-negative finite integers (all VAE likelihoods model counts), "
-        f"but cell {cell}, gene {gene} holds {value.item()!r}; pass the raw UMI/read counts "
-        "(e.g. adata.layers['counts'] or adata.raw), not normalised or log data"
-    )
-
-
 def train_vae(
     counts,
     split,
@@ -223,7 +186,9 @@ def train_vae(
     Raises ValueError on bad input and NonFiniteLossError if the loss or the embedding
     becomes NaN or infinite.
     """
-    check_counts(counts)
+    if counts.ndim != 2:
+        raise ValueError(f"counts must be a 2-d cells x genes matrix, got shape {counts.shape}")
+    check_counts(counts, "VAE input", fix=COUNTS_FIX)
     n_cells, n_genes = counts.shape
     split = np.asarray(split).astype(str)
     if split.shape != (n_cells,):
