@@ -1,7 +1,9 @@
-"""scembed: single-cell embedding benchmark library behind the Snakemake workflow.
+"""scembed: the single-cell embedding benchmark library behind the Snakemake workflow.
 
-Layers: ``sources`` (read counts from each data source), ``synthetic`` (simulated counts),
-``preprocess``, ``pca``, the VAE stack ``distributions`` -> ``nn`` -> ``module`` ->
-``train``, ``cluster`` and ``metrics``. Library functions take arrays, AnnData objects
-and plain parameters, never the ``snakemake`` object.
+Data: ``sources`` (counts and labels from each source), ``synthetic``, ``preprocess``.
+Embeddings: ``pca``, and the VAE stack ``distributions`` -> ``nn`` -> ``module`` ->
+``train``; ``embedding`` (the shared embedding file). Evaluation: ``cluster``,
+``metrics``, ``evaluate``, ``compare``, ``plots``, ``provenance``. Plumbing: ``runtime``.
+Library functions take arrays, AnnData objects and plain parameters, never the
+``snakemake`` object.
 """
