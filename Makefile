@@ -19,11 +19,11 @@ $(BIN)/snakemake: requirements.txt
 venv: $(BIN)/snakemake
 
 run: $(BIN)/snakemake ## the book's analysis on Zeisel 2015 (downloads the data)
-	$(SNAKEMAKE) --cores $(CORES) --configfile config/config.yaml
+	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --configfile config/config.yaml
 	$(SNAKEMAKE) --configfile config/config.yaml --report results/report.html
 
 demo: $(BIN)/snakemake ## the same on pbmc68k, offline
-	$(SNAKEMAKE) --cores $(CORES) --configfile config/demo.yaml
+	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --configfile config/demo.yaml
 	$(SNAKEMAKE) --configfile config/demo.yaml --report results/report.html
 
 report: $(BIN)/snakemake ## HTML report of a finished run: make report [CONFIG=config/demo.yaml]

@@ -13,6 +13,7 @@ def main(snakemake):
         snakemake.output.data,
         sha256=dataset.get("sha256"),
         verify=zeisel_layout_ok,
+        config_key=f"datasets.{snakemake.wildcards.dataset}",
     )
     log.info(
         "got %s bytes from %s (sha256 %s)",

@@ -189,7 +189,7 @@ def test_zeisel_download_every_mirror_fails(tmp_path):
     for url in urls:
         assert url in output
     assert "404" in output and "refused" in output.lower()
-    assert "path: /where/you/saved/it" in output
+    assert "path: /where/you/saved/it` under datasets.tiny" in output
     download = tmp_path / "results" / "tiny" / "download"
     assert not (download / "expression.txt").exists()
     assert not (tmp_path / "results" / "tiny" / "raw.h5ad").exists()

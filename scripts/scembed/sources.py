@@ -228,13 +228,19 @@ def zeisel_layout_ok(path: str | os.PathLike) -> None:
 
 
 def download(
-    urls: list[str], dest: str | os.PathLike, sha256: str | None = None, verify=None, timeout=60
+    urls: list[str],
+    dest: str | os.PathLike,
+    sha256: str | None = None,
+    verify=None,
+    timeout=60,
+    config_key: str = "this dataset",
 ) -> dict:
     """Fetch the first mirror that serves a complete, valid file; write ``dest`` atomically.
 
     Each mirror is written to a temporary file next to ``dest``, checked (complete against
     Content-Length, ``sha256`` when pinned, ``verify(path)`` when given) and only then
-    renamed. Returns provenance (url, sha256, bytes, date); on failure names every URL.
+    renamed. Returns provenance (url, sha256, bytes, date); on failure names every URL
+    and tells how to point ``config_key`` (e.g. ``datasets.cortex``) at a local copy.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -272,8 +278,8 @@ def download(
     raise DataError(
         f"could not download {dest.name} from any mirror:\n"
         + "\n".join(errors)
-        + "\nDownload the file by other means and set `path: /where/you/saved/it` for this "
-        "dataset in your config (or list a reachable mirror under `urls`)."
+        + f"\nDownload the file by other means and set `path: /where/you/saved/it` under "
+        f"{config_key} in your config (or list a reachable mirror under `urls`)."
     )
 
 
