@@ -7,7 +7,7 @@ CORES ?= all
 CONFIG ?= config/config.yaml
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: run demo test lint format bench report dry-run test-slurm clean
+.PHONY: venv run demo test lint format bench report dry-run test-slurm clean
 
 $(BIN)/snakemake: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +20,11 @@ venv: $(BIN)/snakemake
 
 run: $(BIN)/snakemake ## the book's analysis on Zeisel 2015 (downloads the data)
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --configfile config/config.yaml
-	$(SNAKEMAKE) --configfile config/config.yaml --report results/report.html
+	$(MAKE) report CONFIG=config/config.yaml
 
 demo: $(BIN)/snakemake ## the same on pbmc68k, offline
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --configfile config/demo.yaml
-	$(SNAKEMAKE) --configfile config/demo.yaml --report results/report.html
+	$(MAKE) report CONFIG=config/demo.yaml
 
 report: $(BIN)/snakemake ## HTML report of a finished run: make report [CONFIG=config/demo.yaml]
 	$(SNAKEMAKE) --configfile $(CONFIG) --report results/report.html

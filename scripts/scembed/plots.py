@@ -7,6 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 
 def _scatter(ax, xy: np.ndarray, groups, title: str) -> None:
@@ -110,8 +111,6 @@ def losses_figure(histories: dict, title: str, path: str) -> None:
 
 def heatmap_figure(tables: dict, title: str, path: str) -> None:
     """Per method (its median-ARI run): fraction of each label's cells in each cluster."""
-    import pandas as pd
-
     fig, axes = plt.subplots(1, len(tables), figsize=(5.5 * len(tables), 4.5), squeeze=False)
     for ax, (name, table) in zip(axes[0], tables.items(), strict=True):
         counts = pd.crosstab(table["label"], table["cluster"])

@@ -9,8 +9,6 @@ import scipy.sparse as sp
 
 from scembed.sources import DataError
 
-SPLITS = ("train", "validation", "test")
-
 
 def count_variance(X) -> np.ndarray:
     """Variance of each gene's raw counts across cells (population variance, ddof=0)."""

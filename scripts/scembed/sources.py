@@ -30,10 +30,6 @@ ZEISEL_FIELDS = (
     "level1class",
     "level2class",
 )
-ZEISEL_URLS = (
-    "https://storage.googleapis.com/linnarsson-lab-www-blobs/blobs/cortex/expression_mRNA_17-Aug-2014.txt",
-    "https://exampledata.scverse.org/scvi-tools/expression_mRNA_17-Aug-2014.txt",
-)
 
 
 class DataError(ValueError):
