@@ -8,12 +8,15 @@ Zeisel's seven class sizes, in one process:
   size-factor matrix, DataLoader(shuffle=True, drop_last=True, batch_size=100,
   num_workers=2), plain Adam, ``loss.item()`` per batch, validation loss per cell through
   a DataLoader too, and the loss written the textbook way (``BookVAE``);
-- ours: ``train_vae`` (one float32 tensor, shuffled index slices, size factors per batch).
+- ours: ``train_vae`` (one float32 tensor, shuffled index slices, size factors per
+  batch, the fused loss of ``scembed.fused``, Adam over one flat parameter buffer).
 
-Prints seconds per epoch (mean excluding the first epoch, and median), their ratio, the
-final validation loss per cell and the peak extra RSS of the process during each loop
-(ours first; the book's worker processes come on top), then one epoch of each at 10x the
-cells: ours needs the data tensor plus a constant, the book a multiple of the data.
+The two loops run interleaved, one epoch of each in turn, so that a slow spell of a
+shared machine slows both alike. Prints seconds per epoch (mean excluding the first
+epoch, and median), their ratio and the final validation loss per cell; then the peak
+extra RSS of the process during one epoch of each loop (the book's worker processes
+come on top), at the given cells and at 10x: ours needs the data tensor plus a
+constant, the book a multiple of the data.
 
     .venv/bin/python scripts/bench_vae.py --n-cells 3005 --n-genes 1000 --epochs 20
 """
@@ -21,9 +24,11 @@ cells: ours needs the data tensor plus a constant, the book a multiple of the da
 import argparse
 import contextlib
 import ctypes
+import multiprocessing
 import sys
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -46,11 +51,7 @@ MB = 2**20
 
 
 class PeakRSS:
-    """Peak RSS of this process above its value at entry, sampled every 5 ms.
-
-    Also records the CPU seconds that other processes used meanwhile (busy time of the
-    whole machine minus this process and its reaped children), a sign of a noisy run.
-    """
+    """Peak RSS of this process above its value at entry, sampled every 5 ms."""
 
     def __init__(self):
         self.process = psutil.Process()
@@ -58,7 +59,6 @@ class PeakRSS:
     def __enter__(self):
         _release_free_memory()
         self.start = self.peak = self.process.memory_info().rss
-        self.cpu_start = _busy_seconds(), _own_seconds(self.process)
         self.running = True
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
@@ -74,8 +74,20 @@ class PeakRSS:
         self.thread.join()
         self.peak = max(self.peak, self.process.memory_info().rss)
         self.extra_mb = (self.peak - self.start) / MB
+
+
+class OtherCPU:
+    """CPU seconds that other processes used meanwhile (busy time of the whole machine
+    minus this process and its reaped children): 0 on a quiet machine."""
+
+    def __enter__(self):
+        self.process = psutil.Process()
+        self.start = _busy_seconds(), _own_seconds(self.process)
+        return self
+
+    def __exit__(self, *exc):
         busy, own = _busy_seconds(), _own_seconds(self.process)
-        self.other_cpu_s = max(0.0, (busy - self.cpu_start[0]) - (own - self.cpu_start[1]))
+        self.seconds = max(0.0, (busy - self.start[0]) - (own - self.start[1]))
 
 
 def _busy_seconds() -> float:
@@ -155,8 +167,8 @@ class BookDataset(Dataset):
         return self.x[i], self.size_factor[i]
 
 
-def book_loop(counts: np.ndarray, split: np.ndarray, params: VAEParams, seed: int):
-    """The book's loop; returns (seconds per epoch, validation loss per cell per epoch)."""
+def book_epochs(counts: np.ndarray, split: np.ndarray, params: VAEParams, seed: int):
+    """The book's loop, one epoch per ``next``: yields (seconds, validation loss per cell)."""
     x = torch.tensor(counts, dtype=torch.float32)
     size_factor = torch.outer(x.sum(1), x.sum(0))
     size_factor = size_factor * (x.mean() / size_factor.mean())
@@ -179,7 +191,6 @@ def book_loop(counts: np.ndarray, split: np.ndarray, params: VAEParams, seed: in
         train_set, batch_size=params.batch_size, shuffle=True, drop_last=True, num_workers=2
     )
     validation_loader = DataLoader(validation_set, batch_size=params.batch_size, num_workers=2)
-    seconds, validation_losses = [], []
     for _ in range(params.max_epochs):
         start = time.perf_counter()
         model.train()
@@ -195,9 +206,56 @@ def book_loop(counts: np.ndarray, split: np.ndarray, params: VAEParams, seed: in
         with torch.no_grad():
             for x_batch, sf_batch in validation_loader:
                 validation_loss += model.loss(x_batch, sf_batch).loss.item()
-        validation_losses.append(validation_loss / len(validation_set))
-        seconds.append(time.perf_counter() - start)
-    return np.array(seconds), np.array(validation_losses)
+        yield time.perf_counter() - start, validation_loss / len(validation_set)
+
+
+def interleaved(counts: np.ndarray, split: np.ndarray, params: VAEParams, seed: int):
+    """Train both, alternating epochs: the book's next epoch runs while ours logs one, so
+    a slow spell of a shared machine hits both loops alike. Each epoch's seconds are
+    taken inside its own loop, and each loop keeps its own torch random state, so both
+    train exactly as they would alone. Returns {"book"|"ours": (seconds, validation)}."""
+    book = book_epochs(counts, split, params, seed)
+    book_rows, book_rng = [], [torch.get_rng_state()]
+
+    def log(message):
+        if message.startswith("epoch "):
+            ours_rng = torch.get_rng_state()
+            torch.set_rng_state(book_rng[0])
+            book_rows.append(next(book))
+            book_rng[0] = torch.get_rng_state()
+            torch.set_rng_state(ours_rng)
+
+    ours = train_vae(counts, split, params, seed, log=log)
+    book_seconds, book_validation = (np.array(column) for column in zip(*book_rows, strict=True))
+    return {
+        "book": (book_seconds, book_validation),
+        "ours": (ours.history["seconds"].to_numpy(), ours.history["validation_loss"].to_numpy()),
+    }
+
+
+def _peak_memory_job(loop: str, n_cells: int, n_genes: int, seed: int, threads: int) -> float:
+    """Peak extra RSS (MB) of one epoch of ``loop`` in this (fresh) process, after a
+    warm-up on 400 cells that takes torch's first-use allocations out of the number."""
+    torch.set_num_threads(threads)
+    counts = make_counts(n_cells, n_genes, seed)
+    split = split_cells(n_cells, 0.1, 0.05, 42)
+    one_epoch = VAEParams(max_epochs=1, patience=2, device="cpu")
+    run = {
+        "ours": lambda c, s: train_vae(c, s, one_epoch, seed, log=lambda message: None),
+        "book": lambda c, s: list(book_epochs(c, s, one_epoch, seed)),
+    }[loop]
+    run(counts[:400], split[:400])
+    with PeakRSS() as memory:
+        run(counts, split)
+    return memory.extra_mb
+
+
+def peak_memory(loop: str, n_cells: int, args) -> float:
+    """``_peak_memory_job`` in a new process: RSS is then independent of what ran before."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        job = pool.submit(_peak_memory_job, loop, n_cells, args.n_genes, args.seed, args.threads)
+        return job.result()
 
 
 def main():
@@ -222,56 +280,32 @@ def main():
     # Warm-up on a slice: first-use allocations of torch (thread pools, kernels) are not
     # charged to whichever loop runs first.
     warm = VAEParams(max_epochs=1, patience=2, device="cpu")
-    train_vae(counts[:400], split[:400], warm, args.seed, log=lambda message: None)
-    book_loop(counts[:400], split[:400], warm, args.seed)
+    interleaved(counts[:400], split[:400], warm, args.seed)
 
-    with PeakRSS() as ours_memory:
-        ours = train_vae(counts, split, params, args.seed, log=lambda message: None)
-    ours_seconds = ours.history["seconds"].to_numpy()
-    ours_validation = ours.history["validation_loss"].to_numpy()
-    with PeakRSS() as book_memory:
-        book_seconds, book_validation = book_loop(counts, split, params, args.seed)
-
-    rows = [
-        ("book", book_seconds, book_validation, book_memory),
-        ("ours", ours_seconds, ours_validation, ours_memory),
-    ]
-    print(
-        f"{'loop':<6}{'s/epoch mean':>14}{'median':>9}{'final val/cell':>16}"
-        f"{'peak extra MB':>15}{'other CPU s':>13}"
-    )
-    for name, seconds, validation, memory in rows:
-        mean, median = seconds[1:].mean(), np.median(seconds[1:])
+    with OtherCPU() as busy:
+        runs = interleaved(counts, split, params, args.seed)
+    print(f"{'loop':<6}{'s/epoch mean':>14}{'median':>9}{'final val/cell':>16}")
+    for name in ("book", "ours"):
+        seconds, validation = runs[name]
         print(
-            f"{name:<6}{mean:>14.3f}{median:>9.3f}{validation[-1]:>16.2f}"
-            f"{memory.extra_mb:>15.1f}{memory.other_cpu_s:>13.1f}"
+            f"{name:<6}{seconds[1:].mean():>14.3f}{np.median(seconds[1:]):>9.3f}"
+            f"{validation[-1]:>16.2f}"
         )
+    (book_seconds, _), (ours_seconds, _) = runs["book"], runs["ours"]
     print(
         f"speed-up book/ours: mean {book_seconds[1:].mean() / ours_seconds[1:].mean():.2f}x, "
-        f"median {np.median(book_seconds[1:]) / np.median(ours_seconds[1:]):.2f}x"
+        f"median {np.median(book_seconds[1:]) / np.median(ours_seconds[1:]):.2f}x "
+        f"(epochs 2-{args.epochs}, interleaved; other processes used {busy.seconds:.1f} CPU s)"
     )
-    print(f"data tensor (float32): {counts.size * 4 / MB:.1f} MB")
-    print("(other CPU s: CPU time used by other processes during the loop; 0 = quiet machine)")
 
-    big_cells = args.n_cells * args.memory_scale
-    big_counts = make_counts(big_cells, args.n_genes, args.seed)
-    big_split = split_cells(big_cells, 0.1, 0.05, 42)
-    one_epoch = VAEParams(max_epochs=1, patience=2, device="cpu")
-    with PeakRSS() as big_ours:
-        train_vae(big_counts, big_split, one_epoch, args.seed, log=lambda message: None)
-    with PeakRSS() as big_book:
-        book_loop(big_counts, big_split, one_epoch, args.seed)
-    for name, cells, n_values, memory in (
-        ("ours", args.n_cells, counts.size, ours_memory),
-        ("ours", big_cells, big_counts.size, big_ours),
-        ("book", args.n_cells, counts.size, book_memory),
-        ("book", big_cells, big_counts.size, big_book),
-    ):
-        data_mb = n_values * 4 / MB
-        print(
-            f"{name} at {cells} cells: peak extra {memory.extra_mb:.1f} MB "
-            f"= data tensor {data_mb:.1f} MB + {memory.extra_mb - data_mb:.1f} MB"
-        )
+    print("peak extra memory of one epoch, each in a new process = data tensor (float32) + rest:")
+    for name in ("ours", "book"):
+        for cells in (args.n_cells, args.n_cells * args.memory_scale):
+            extra_mb, data_mb = peak_memory(name, cells, args), cells * args.n_genes * 4 / MB
+            print(
+                f"{name} at {cells} cells: {extra_mb:.1f} MB = {data_mb:.1f} MB + "
+                f"{extra_mb - data_mb:.1f} MB"
+            )
 
 
 if __name__ == "__main__":

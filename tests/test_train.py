@@ -13,6 +13,7 @@ from scembed.train import (
     PRESETS,
     NonFiniteLossError,
     VAEParams,
+    flat_adam,
     resolve_device,
     resolve_params,
     size_factors,
@@ -119,6 +120,46 @@ def test_size_factors_equal_the_books_dense_matrix():
     )
 
 
+# --- optimiser ---------------------------------------------------------------------------
+
+
+def test_flat_adam_steps_like_adam_and_keeps_state_dict_working():
+    x = torch.poisson(torch.full((30, 12), 2.0), generator=torch.Generator().manual_seed(0))
+    size_factor = x.sum(1, keepdim=True) / x.sum(1).mean()
+    torch.manual_seed(0)
+    flat_model = VAE(12, n_latent=3, n_hidden=8)
+    reference_model = VAE(12, n_latent=3, n_hidden=8)
+    reference_model.load_state_dict(flat_model.state_dict())
+    keys = {k: v.shape for k, v in flat_model.state_dict().items()}
+    flat_optimizer = flat_adam(flat_model, lr=1e-2)
+    # fused like flat_adam: the biases before BatchNorm get gradients of pure rounding
+    # noise, which Adam scales up to full steps, so Adam variants differ there
+    reference_optimizer = torch.optim.Adam(reference_model.parameters(), lr=1e-2, fused=True)
+
+    def step(model, optimizer, set_to_none):
+        torch.manual_seed(1)  # the same z sample in both models
+        optimizer.zero_grad(set_to_none=set_to_none)
+        model.loss(x, size_factor).loss.backward()
+        optimizer.step()
+
+    start = {k: v.clone() for k, v in flat_model.state_dict().items()}
+    for _ in range(3):
+        step(flat_model, flat_optimizer, False)
+        step(reference_model, reference_optimizer, True)
+    assert {k: v.shape for k, v in flat_model.state_dict().items()} == keys
+    for key, value in reference_model.state_dict().items():
+        torch.testing.assert_close(flat_model.state_dict()[key], value, rtol=1e-5, atol=1e-6)
+    # Restoring a state writes into the flat buffer, which the optimiser keeps updating.
+    flat_model.load_state_dict(start)
+    torch.testing.assert_close(
+        flat_model.decoder.rate_decoder.weight, start["decoder.rate_decoder.weight"]
+    )
+    step(flat_model, flat_optimizer, False)
+    assert not torch.equal(
+        flat_model.decoder.rate_decoder.weight, start["decoder.rate_decoder.weight"]
+    )
+
+
 # --- training ----------------------------------------------------------------------------
 
 
@@ -215,8 +256,8 @@ def test_non_finite_loss_stops_with_best_state(data, monkeypatch):
     calls = {"train": 0}
     batches_per_epoch = 255 // 50
 
-    def loss_nan_from_epoch_3(self, x, size_factor, kl_weight=1.0):
-        out = original(self, x, size_factor, kl_weight)
+    def loss_nan_from_epoch_3(self, x, size_factor, kl_weight=1.0, **kwargs):
+        out = original(self, x, size_factor, kl_weight, **kwargs)
         if self.training:
             calls["train"] += 1
             if calls["train"] > 2 * batches_per_epoch:

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scembed import fused
 from scembed.distributions import LIKELIHOODS
 from scembed.nn import Decoder, Encoder
 
@@ -80,7 +81,7 @@ class VAE(nn.Module):
         return {"px_rate": px_rate, "px_r": F.softplus(self.px_r), "px_dropout": self.px_dropout}
 
     def log_likelihood(self, x: torch.Tensor, px: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Elementwise log p(x | z) under the chosen likelihood."""
+        """Elementwise log p(x | z) under the chosen likelihood (the reference formula)."""
         mu, theta, pi = px["px_rate"], px["px_r"], px["px_dropout"]
         if self.likelihood == "zinb":
             return LIKELIHOODS["zinb"](x, mu, theta, pi)
@@ -91,15 +92,28 @@ class VAE(nn.Module):
         return LIKELIHOODS["poisson"](x, mu)
 
     def loss(
-        self, x: torch.Tensor, size_factor: torch.Tensor, kl_weight: float = 1.0
+        self,
+        x: torch.Tensor,
+        size_factor: torch.Tensor,
+        kl_weight: float = 1.0,
+        log_factorial: torch.Tensor | None = None,
     ) -> LossOutput:
         """The book's loss: summed negative log-likelihood plus summed KL to N(0, I).
 
         ``size_factor`` must broadcast to ``x`` (cells x genes, or cells x 1).
+        ``log_factorial``: sum_g lgamma(x + 1) per cell, a constant of the data that a
+        training loop can compute once per cell (``scembed.fused.log_factorial``);
+        computed here when not given. The reconstruction term is the fused
+        ``scembed.fused.reconst_loss``: the same value as minus ``log_likelihood``
+        summed over genes, with a hand-written gradient.
         """
         qz = self.inference(x)
         px = self.generative(qz["z"], size_factor)
-        reconst_loss = -self.log_likelihood(x, px).sum(dim=-1)
+        if log_factorial is None:
+            log_factorial = fused.log_factorial(x)
+        reconst_loss = fused.reconst_loss(
+            self.likelihood, x, px["px_rate"], px["px_r"], px["px_dropout"]
+        ).add(log_factorial)
         kl_divergence_z = kl_normal_standard(qz["qz_m"], qz["qz_scale"]).sum(dim=-1)
         loss = reconst_loss.sum() + kl_weight * kl_divergence_z.sum()
         return LossOutput(loss, reconst_loss, kl_divergence_z, x.shape[0])

@@ -17,6 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from scembed import fused
 from scembed.distributions import LIKELIHOODS
 from scembed.module import ENCODER_INPUTS, VAE
 from scembed.nn import POSTERIOR_SCALES
@@ -172,6 +173,29 @@ def size_factors(
     raise ValueError(f"size_factor {kind!r} is not one of {SIZE_FACTORS}")
 
 
+def flat_adam(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
+    """Adam over one flat buffer that holds every parameter of ``model``.
+
+    The parameters become views of one buffer and their gradients views of another, so
+    that fused Adam updates all of them in one kernel per step instead of one per
+    parameter tensor (about half the optimiser's time per step on a CPU). The module is
+    unchanged to its users: ``state_dict`` and ``load_state_dict`` read and write the
+    views. Zero the gradients with ``zero_grad(set_to_none=False)``, which keeps the
+    views, so that backward accumulates into them.
+    """
+    params = list(model.parameters())
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    flat_grad = torch.zeros_like(flat)
+    offset = 0
+    for p in params:
+        p.data = flat[offset : offset + p.numel()].view_as(p)
+        p.grad = flat_grad[offset : offset + p.numel()].view_as(p)
+        offset += p.numel()
+    flat_param = torch.nn.Parameter(flat)  # the same storage as the views
+    flat_param.grad = flat_grad
+    return torch.optim.Adam([flat_param], lr=lr, fused=flat.device.type in ("cpu", "cuda"))
+
+
 def train_vae(
     counts,
     split,
@@ -227,6 +251,7 @@ def train_vae(
     total = float(row_sums_np.sum())
     row_sums = torch.as_tensor(row_sums_np, dtype=torch.float32, device=device)
     col_sums = torch.as_tensor(col_sums_np, dtype=torch.float32, device=device)
+    log_factorial = torch.cat([fused.log_factorial(chunk) for chunk in x_all.split(1024)])
     train_t = torch.as_tensor(train_idx, device=device)
     val_t = torch.as_tensor(val_idx, device=device)
 
@@ -239,9 +264,7 @@ def train_vae(
         posterior_scale=params.posterior_scale,
         encoder_input=params.encoder_input,
     ).to(device)
-    # fused: the same Adam update in one kernel per step (several times faster on CPU)
-    fused = device.type in ("cpu", "cuda")
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, fused=fused)
+    optimizer = flat_adam(model, params.lr)
 
     rows, best_state, best_loss, best_epoch, wait = [], None, float("inf"), 0, 0
     stop_reason = f"reached max_epochs ({params.max_epochs})"
@@ -249,11 +272,13 @@ def train_vae(
         start_time = time.perf_counter()
         order = train_t[torch.randperm(len(train_t), generator=shuffle).to(device)]
         train_reconst, train_kl = _train_epoch(
-            model, optimizer, x_all, order, row_sums, col_sums, total, params
+            model, optimizer, x_all, log_factorial, order, row_sums, col_sums, total, params
         )
         _check_finite(epoch, "training", train_reconst, train_kl, best_state)
 
-        val_reconst, val_kl = _evaluate(model, x_all, val_t, row_sums, col_sums, total, params)
+        val_reconst, val_kl = _evaluate(
+            model, x_all, log_factorial, val_t, row_sums, col_sums, total, params
+        )
         _check_finite(epoch, "validation", val_reconst, val_kl, best_state)
         train_loss, val_loss = train_reconst + train_kl, val_reconst + val_kl
         seconds = time.perf_counter() - start_time
@@ -288,7 +313,7 @@ def train_vae(
     return TrainResult(latent, history, best_state, str(device), stop_reason, best_epoch)
 
 
-def _train_epoch(model, optimizer, x_all, order, row_sums, col_sums, total, params):
+def _train_epoch(model, optimizer, x_all, log_factorial, order, row_sums, col_sums, total, params):
     """One pass over the shuffled training cells ``order``; (reconstruction, KL) per cell."""
     model.train()
     batch_size = params.batch_size
@@ -301,8 +326,8 @@ def _train_epoch(model, optimizer, x_all, order, row_sums, col_sums, total, para
         if len(idx) < 2:  # BatchNorm needs two cells; only possible without drop_last
             continue
         sf = size_factors(row_sums, col_sums, total, idx, params.size_factor)
-        out = model.loss(x_all[idx], sf)
-        optimizer.zero_grad(set_to_none=True)
+        out = model.loss(x_all[idx], sf, log_factorial=log_factorial[idx])
+        optimizer.zero_grad(set_to_none=False)  # zeroes the flat gradient buffer in place
         out.loss.backward()
         optimizer.step()
         reconst_sum += out.reconst_loss.detach().sum()
@@ -312,7 +337,9 @@ def _train_epoch(model, optimizer, x_all, order, row_sums, col_sums, total, para
     return reconst, kl
 
 
-def _evaluate(model, x_all, idx, row_sums, col_sums, total, params) -> tuple[float, float]:
+def _evaluate(
+    model, x_all, log_factorial, idx, row_sums, col_sums, total, params
+) -> tuple[float, float]:
     """Validation (reconstruction, KL) per cell, in eval mode without autograd."""
     model.eval()
     reconst_sum = torch.zeros((), device=x_all.device)
@@ -321,7 +348,7 @@ def _evaluate(model, x_all, idx, row_sums, col_sums, total, params) -> tuple[flo
         for start in range(0, len(idx), params.batch_size):
             batch = idx[start : start + params.batch_size]
             sf = size_factors(row_sums, col_sums, total, batch, params.size_factor)
-            out = model.loss(x_all[batch], sf)
+            out = model.loss(x_all[batch], sf, log_factorial=log_factorial[batch])
             reconst_sum += out.reconst_loss.sum()
             kl_sum += out.kl_divergence_z.sum()
     reconst, kl = (torch.stack([reconst_sum, kl_sum]) / len(idx)).tolist()

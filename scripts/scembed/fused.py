@@ -1,0 +1,179 @@
+"""The training loss of the count likelihoods, fused: one pass for value and gradient.
+
+``reconst_loss`` returns, per cell, minus the log-likelihood of ``scembed.distributions``
+summed over genes, without the count constant ``sum_g lgamma(x + 1)`` (the training loop
+adds that per cell from ``log_factorial``, once per dataset). The value is the same
+formula; the gradient with respect to the rate, the inverse dispersion and the gate
+logits is written out by hand and computed in the forward pass, so a training step runs
+a few dozen elementwise kernels instead of autograd's graph of about a hundred, and
+``digamma`` (the slowest of them on a CPU) becomes a short series evaluated only to
+float32 precision. Tests check the value against ``scembed.distributions`` and the
+gradient with ``torch.autograd.gradcheck`` in float64.
+
+The gradients, per cell and gene, with A = theta + mu + eps and q = (x + theta) / A:
+
+- NB:      d/dmu = x / (mu + eps) - q;  d/dtheta = log(theta + eps) + theta / (theta + eps)
+  - log A - q + digamma(x + theta) - digamma(theta)   (the digamma term is 0 at x = 0)
+- Poisson: d/dmu = x / (mu + eps) - 1
+- zero-inflated: at x = 0 both are scaled by w = sigmoid(log P(0) - pi_logits), the
+  posterior weight of the count component, and d/dpi_logits = 1 - sigmoid(pi_logits) - w,
+  with w = 1 where x > 0.
+"""
+
+import torch
+import torch.nn.functional as F
+
+# Asymptotic series of digamma: psi(y) = log y - 1/(2y) - sum_k B_2k / (2k y^2k).
+_DIGAMMA_SERIES = (1 / 12, -1 / 120, 1 / 252, -1 / 240, 1 / 132)
+
+FAMILIES = {
+    "zinb": ("nb", True),
+    "nb": ("nb", False),
+    "zip": ("poisson", True),
+    "poisson": ("poisson", False),
+}
+"""Likelihood name -> (count family, zero-inflated)."""
+
+
+def digamma_ge1(z: torch.Tensor) -> torch.Tensor:
+    """digamma(z) for z >= 1, to about 2e-6 absolute in float32 and 3e-8 in float64.
+
+    psi(z) = psi(z + 2) - 1/z - 1/(z + 1), with psi(z + 2) from five terms of the
+    asymptotic series. Made of about twenty simple elementwise kernels, several times
+    faster than ``torch.digamma`` on a CPU. Finite but inexact for 0 < z < 1.
+    """
+    y = z + 2.0
+    r = y.reciprocal()
+    r2 = r * r
+    series = r2 * -_DIGAMMA_SERIES[-1]
+    for coefficient in reversed(_DIGAMMA_SERIES[:-1]):
+        series.sub_(coefficient).mul_(r2)
+    psi = torch.log(y).sub_(r, alpha=0.5).add_(series)
+    # 1/z + 1/(z + 1) = (2z + 1) / (z (z + 1))
+    return psi.sub_((z * 2.0 + 1.0).div_(z * (z + 1.0)))
+
+
+def log_factorial(x: torch.Tensor) -> torch.Tensor:
+    """sum_g lgamma(x + 1) per cell: the count constant that ``reconst_loss`` leaves out."""
+    return torch.lgamma(x + 1.0).sum(-1)
+
+
+def reconst_loss(
+    likelihood: str,
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    theta: torch.Tensor | None = None,
+    pi_logits: torch.Tensor | None = None,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """Per-cell negative log-likelihood summed over genes, without ``log_factorial(x)``.
+
+    ``x`` and ``mu`` are cells x genes; ``theta`` (NB) and ``pi_logits`` (zero-inflated)
+    hold one value per gene. ``reconst_loss(l, x, ...) + log_factorial(x)`` equals
+    ``-LIKELIHOODS[l](x, ...).sum(-1)``; gradients flow to ``mu``, ``theta`` and
+    ``pi_logits``, not to ``x``.
+    """
+    if likelihood not in FAMILIES:
+        raise ValueError(f"likelihood {likelihood!r} is not one of {sorted(FAMILIES)}")
+    family, inflated = FAMILIES[likelihood]
+    if x.ndim != 2 or mu.shape != x.shape:
+        raise ValueError(f"x and mu must both be cells x genes, got {x.shape} and {mu.shape}")
+    for name, param, needed in (
+        ("theta", theta, family == "nb"),
+        ("pi_logits", pi_logits, inflated),
+    ):
+        if needed and (param is None or param.shape != x.shape[1:]):
+            shape = None if param is None else tuple(param.shape)
+            raise ValueError(f"{likelihood} needs {name} with one value per gene, got {shape}")
+    return _CountNLL.apply(
+        x,
+        mu,
+        theta if family == "nb" else None,
+        pi_logits if inflated else None,
+        eps,
+    )
+
+
+class _CountNLL(torch.autograd.Function):
+    """Value in ``forward``; the gradient is computed there too and saved for ``backward``.
+
+    Intermediates are updated in place where they are not needed again: on a CPU each
+    fresh cells x genes buffer costs about as much as the arithmetic on it.
+    """
+
+    @staticmethod
+    def forward(ctx, x, mu, theta, pi_logits, eps):
+        grad = any(ctx.needs_input_grad[1:4])
+        is_zero = torch.eq(x, 0, out=torch.empty_like(x))  # float 0/1, no bool tensor
+        if theta is None:
+            log_p, log_p0, g_mu, g_theta = _poisson(x, mu, eps, grad)
+        else:
+            log_p, log_p0, g_mu, g_theta = _negative_binomial(x, mu, theta, eps, is_zero, grad)
+        g_pi = None
+        if pi_logits is not None:
+            log_p, weight = _zero_inflate(log_p, log_p0, pi_logits, is_zero, grad)
+            if grad:
+                g_mu.mul_(weight)
+                if g_theta is not None:
+                    g_theta.mul_(weight)
+                g_pi = weight.neg_().add_(torch.sigmoid(-pi_logits))  # 1 - pi - weight
+        ctx.save_for_backward(g_mu, g_theta, g_pi)
+        return log_p.sum(-1).neg_()
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        g_mu, g_theta, g_pi = ctx.saved_tensors
+        minus_g = grad_output.neg()
+        d_mu = g_mu * minus_g[:, None] if ctx.needs_input_grad[1] else None
+        d_theta = minus_g @ g_theta if ctx.needs_input_grad[2] else None
+        d_pi = minus_g @ g_pi if ctx.needs_input_grad[3] else None
+        return None, d_mu, d_theta, d_pi, None
+
+
+def _poisson(x, mu, eps, grad):
+    """log P(x) without lgamma(x + 1), log P(0) = -mu, and d log P / d mu."""
+    mu_eps = mu + eps
+    log_p = torch.log(mu_eps).mul_(x).sub_(mu)
+    g_mu = mu_eps.reciprocal_().mul_(x).sub_(1.0) if grad else None
+    return log_p, -mu, g_mu, None
+
+
+def _negative_binomial(x, mu, theta, eps, is_zero, grad):
+    """log NB(x) without lgamma(x + 1), log NB(0), and the gradients of the module doc."""
+    theta_eps = theta + eps
+    log_theta_eps = torch.log(theta_eps)
+    mu_eps = mu + eps
+    denominator = mu + theta_eps  # A = theta + mu + eps
+    x_theta = x + theta
+    log_gamma = torch.lgamma(x_theta)
+    if grad:
+        digamma_diff = digamma_ge1(x_theta).sub_(torch.digamma(theta))
+        digamma_diff.addcmul_(digamma_diff, is_zero, value=-1.0)  # 0 where x = 0
+        q = x_theta.div_(denominator)
+    log_denominator = denominator.log_()
+    log_p0 = torch.sub(log_theta_eps, log_denominator).mul_(theta)
+    log_p = torch.log(mu_eps).sub_(log_denominator).mul_(x).add_(log_p0)
+    log_p.add_(log_gamma).sub_(torch.lgamma(theta))
+    if not grad:
+        return log_p, log_p0, None, None
+    g_mu = mu_eps.reciprocal_().mul_(x).sub_(q)
+    g_theta = log_denominator.neg_().add_(log_theta_eps + theta / theta_eps)
+    g_theta.sub_(q).add_(digamma_diff)
+    return log_p, log_p0, g_mu, g_theta
+
+
+def _zero_inflate(log_p, log_p0, pi_logits, is_zero, grad):
+    """log(pi 1[x=0] + (1 - pi) P(x)) (in place of ``log_p``) and the weight of the
+    count component, sigmoid(log((1 - pi) P(0) / pi)) where x = 0 and 1 elsewhere.
+
+    Needs finite ``pi_logits`` (the VAE's parameter always is); ``scembed.distributions``
+    also takes -inf.
+    """
+    log_pi = -F.softplus(-pi_logits)
+    log_odds = log_p0.sub_(pi_logits)  # log((1 - pi) P(0) / pi)
+    case_zero = F.softplus(log_odds).add_(log_pi)  # log(pi + (1 - pi) P(0))
+    log_lik = log_p.sub_(F.softplus(pi_logits)).lerp_(case_zero, is_zero)
+    if not grad:
+        return log_lik, None
+    weight = log_odds.sigmoid_().sub_(1.0).mul_(is_zero).add_(1.0)
+    return log_lik, weight
