@@ -18,7 +18,7 @@ The gradients, per cell and gene, with A = theta + mu + eps and q = (x + theta) 
 - Poisson: d/dmu = x / (mu + eps) - 1
 - zero-inflated: at x = 0 both are scaled by w = sigmoid(log P(0) - pi_logits), the
   posterior weight of the count component, and d/dpi_logits = 1 - sigmoid(pi_logits) - w,
-  with w = 1 where x > 0.
+  with w = 1 where x > 0. (The code carries 1 - w, the weight of the zero component.)
 """
 
 import math
@@ -124,12 +124,12 @@ class _CountNLL(torch.autograd.Function):
             log_p, log_p0, g_mu, g_theta = _negative_binomial(x, mu, theta, eps, is_zero, grad)
         g_pi = None
         if pi_logits is not None:
-            log_p, weight = _zero_inflate(log_p, log_p0, pi_logits, is_zero, grad)
-            if grad:
-                g_mu.mul_(weight)
+            log_p, zero_weight = _zero_inflate(log_p, log_p0, pi_logits, is_zero, grad)
+            if grad:  # scale by the count component's weight, 1 - zero_weight
+                g_mu.addcmul_(g_mu, zero_weight, value=-1.0)
                 if g_theta is not None:
-                    g_theta.mul_(weight)
-                g_pi = weight.neg_().add_(torch.sigmoid(-pi_logits))  # 1 - pi - weight
+                    g_theta.addcmul_(g_theta, zero_weight, value=-1.0)
+                g_pi = zero_weight.sub_(torch.sigmoid(pi_logits))  # 1 - pi - (1 - zero_weight)
         ctx.save_for_backward(g_mu, g_theta, g_pi)
         return log_p.sum(-1).neg_()
 
@@ -179,8 +179,8 @@ def _negative_binomial(x, mu, theta, eps, is_zero, grad):
 
 
 def _zero_inflate(log_p, log_p0, pi_logits, is_zero, grad):
-    """log(pi 1[x=0] + (1 - pi) P(x)) (in place of ``log_p``) and the weight of the
-    count component, sigmoid(log((1 - pi) P(0) / pi)) where x = 0 and 1 elsewhere.
+    """log(pi 1[x=0] + (1 - pi) P(x)) (in place of ``log_p``) and the weight of the zero
+    component, sigmoid(log(pi / ((1 - pi) P(0)))) where x = 0 and 0 elsewhere.
 
     Needs finite ``pi_logits`` (the VAE's parameter always is); ``scembed.distributions``
     also takes -inf.
@@ -191,5 +191,4 @@ def _zero_inflate(log_p, log_p0, pi_logits, is_zero, grad):
     log_lik = log_p.sub_(F.softplus(pi_logits)).lerp_(case_zero, is_zero)
     if not grad:
         return log_lik, None
-    weight = log_odds.sigmoid_().sub_(1.0).mul_(is_zero).add_(1.0)
-    return log_lik, weight
+    return log_lik, log_odds.neg_().sigmoid_().mul_(is_zero)
