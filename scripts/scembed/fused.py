@@ -25,6 +25,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 FAMILIES = {
     "zinb": ("nb", True),
@@ -134,6 +135,7 @@ class _CountNLL(torch.autograd.Function):
         return log_p.sum(-1).neg_()
 
     @staticmethod
+    @once_differentiable  # the saved gradient is not itself differentiable
     def backward(ctx, grad_output):
         g_mu, g_theta, g_pi = ctx.saved_tensors
         minus_g = grad_output.neg()
