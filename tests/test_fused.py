@@ -138,4 +138,3 @@ def test_bad_arguments_name_the_problem(data):
         reconst_loss("zinb", x, mu, theta, None)
     with pytest.raises(ValueError, match=r"nb needs theta with one value per gene, got \(12, 9\)"):
         reconst_loss("nb", x, mu, mu)
-
