@@ -138,3 +138,11 @@ def test_bad_arguments_name_the_problem(data):
         reconst_loss("zinb", x, mu, theta, None)
     with pytest.raises(ValueError, match=r"nb needs theta with one value per gene, got \(12, 9\)"):
         reconst_loss("nb", x, mu, mu)
+
+
+def test_log_factorial_in_chunks_equals_all_at_once(data):
+    x = data[0].float()
+    expected = torch.lgamma(x.double() + 1).sum(-1).float()
+    torch.testing.assert_close(log_factorial(x), expected)
+    torch.testing.assert_close(log_factorial(x, chunk_size=5), expected)  # 12 = 5 + 5 + 2
+    torch.testing.assert_close(log_factorial(x, chunk_size=100), expected)

@@ -67,9 +67,21 @@ def lgamma_digamma_ge1(
     return log_gamma.sub_(z_z1.log_()), psi
 
 
-def log_factorial(x: torch.Tensor) -> torch.Tensor:
-    """sum_g lgamma(x + 1) per cell: the count constant that ``reconst_loss`` leaves out."""
-    return torch.lgamma(x + 1.0).sum(-1)
+def log_factorial(x: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+    """sum_g lgamma(x + 1) per cell: the count constant that ``reconst_loss`` leaves out.
+
+    With ``chunk_size``, ``chunk_size`` cells at a time through one reused buffer, so
+    that the extra memory is bounded whatever the number of cells.
+    """
+    if chunk_size is None:
+        return torch.lgamma(x + 1.0).sum(-1)
+    out = torch.empty(x.shape[:-1], dtype=x.dtype, device=x.device)
+    buffer = torch.empty((min(chunk_size, len(x)), *x.shape[1:]), dtype=x.dtype, device=x.device)
+    for start in range(0, len(x), chunk_size):
+        chunk = x[start : start + chunk_size]
+        values = torch.add(chunk, 1.0, out=buffer[: len(chunk)]).lgamma_()
+        torch.sum(values, -1, out=out[start : start + len(chunk)])
+    return out
 
 
 def reconst_loss(

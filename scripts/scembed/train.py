@@ -251,7 +251,7 @@ def train_vae(
     total = float(row_sums_np.sum())
     row_sums = torch.as_tensor(row_sums_np, dtype=torch.float32, device=device)
     col_sums = torch.as_tensor(col_sums_np, dtype=torch.float32, device=device)
-    log_factorial = torch.cat([fused.log_factorial(chunk) for chunk in x_all.split(1024)])
+    log_factorial = fused.log_factorial(x_all, chunk_size=1024)
     train_t = torch.as_tensor(train_idx, device=device)
     val_t = torch.as_tensor(val_idx, device=device)
 
