@@ -104,8 +104,8 @@ class VAE(nn.Module):
         ``log_factorial``: sum_g lgamma(x + 1) per cell, a constant of the data that a
         training loop can compute once per cell (``scembed.fused.log_factorial``);
         computed here when not given. The reconstruction term is the fused
-        ``scembed.fused.reconst_loss``: the same value as minus ``log_likelihood``
-        summed over genes, with a hand-written gradient.
+        ``scembed.fused.reconst_loss``: minus ``log_likelihood`` summed over genes (to
+        about 1e-6 relative), with a hand-written gradient.
         """
         qz = self.inference(x)
         px = self.generative(qz["z"], size_factor)

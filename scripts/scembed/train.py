@@ -3,7 +3,8 @@
 A plain PyTorch loop: the counts live in one float32 tensor on the device, shuffled
 minibatches are sliced from it by index and size factors are computed per minibatch
 from per-cell and per-gene sums, so no dense cells x genes size-factor matrix and no
-DataLoader are needed.
+DataLoader are needed. The count constant of the loss is computed once per cell, and
+Adam updates one flat buffer of all parameters (``flat_adam``).
 """
 
 import dataclasses
