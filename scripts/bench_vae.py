@@ -2,7 +2,7 @@
 
 Both train the same network (same parameters and initialisation) with the same loss
 value, seed, optimiser settings and number of epochs on synthetic ZINB counts with
-Zeisel's seven class sizes, in one process:
+Zeisel's seven class sizes, timed in one process:
 
 - book: a Dataset returning one cell's counts and its row of a DENSE cells x genes
   size-factor matrix, DataLoader(shuffle=True, drop_last=True, batch_size=100,
@@ -14,9 +14,9 @@ Zeisel's seven class sizes, in one process:
 The two loops run interleaved, one epoch of each in turn, so that a slow spell of a
 shared machine slows both alike. Prints seconds per epoch (mean excluding the first
 epoch, and median), their ratio and the final validation loss per cell; then the peak
-extra RSS of the process during one epoch of each loop (the book's worker processes
-come on top), at the given cells and at 10x: ours needs the data tensor plus a
-constant, the book a multiple of the data.
+extra RSS during one epoch of each loop, each in a fresh process (the book's worker
+processes come on top), at the given cells and at 10x: ours needs the data tensor plus
+a constant, the book a multiple of the data.
 
     .venv/bin/python scripts/bench_vae.py --n-cells 3005 --n-genes 1000 --epochs 20
 """
