@@ -75,7 +75,8 @@ def test_float64_gradient_equals_autograd_of_reference(data, likelihood):
 
 @pytest.mark.parametrize("likelihood", sorted(FAMILIES))
 def test_float32_gradient_matches_autograd_of_reference(data, likelihood):
-    """What training sees: float32, where digamma_ge1 stands in for torch.digamma."""
+    """What training sees: float32, with the series of lgamma_digamma_ge1 in place of
+    torch.lgamma and torch.digamma."""
     x, *params = (t.float() for t in data)
     weights = torch.linspace(0.5, 2.0, N_CELLS)
     ours = _gradients(reconst_loss, likelihood, x, params, weights)

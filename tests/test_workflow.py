@@ -36,6 +36,14 @@ def run_config(workdir: Path, config: dict, *args: str) -> subprocess.CompletedP
     return snakemake(workdir, "--configfile", str(configfile), *args, timeout=600)
 
 
+def run_failing(workdir: Path, config: dict, *args: str) -> str:
+    """``run_config`` that must fail; returns its stdout and stderr."""
+    result = run_config(workdir, config, "--cores", "1", *args)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    return output
+
+
 # --------------------------------------------------------------------------- lint, plans
 
 
@@ -121,9 +129,7 @@ BAD_CONFIGS = {
 def test_bad_config_fails_before_any_job(tmp_path, case):
     change, name = BAD_CONFIGS[case]
     config = synthetic_config(**change)
-    result = run_config(tmp_path, config, "--cores", "1", "results/synthetic/raw.h5ad")
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output
+    output = run_failing(tmp_path, config, "results/synthetic/raw.h5ad")
     errors = [line for line in output.splitlines() if line.startswith("ValidationError")]
     assert errors, output
     assert f"'{name}'" in errors[0]
@@ -180,11 +186,7 @@ def test_zeisel_download_every_mirror_fails(tmp_path):
             "datasets": {"tiny": {"source": "zeisel2015", "urls": urls}},
             "methods": {"pca": {"kind": "pca"}},
         }
-        result = run_config(
-            tmp_path, config, "--cores", "1", "--show-failed-logs", "results/tiny/raw.h5ad"
-        )
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output
+        output = run_failing(tmp_path, config, "--show-failed-logs", "results/tiny/raw.h5ad")
     assert "download_zeisel" in output
     for url in urls:
         assert url in output
@@ -202,11 +204,7 @@ def test_missing_label_column_through_the_workflow(tmp_path):
         "datasets": {"mine": {"source": "h5ad", "path": "cells.h5ad", "label_key": "celltype"}},
         "methods": {"pca": {"kind": "pca"}},
     }
-    result = run_config(
-        tmp_path, config, "--cores", "1", "--show-failed-logs", "results/mine/raw.h5ad"
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output
+    output = run_failing(tmp_path, config, "--show-failed-logs", "results/mine/raw.h5ad")
     assert "no label column 'celltype'" in output
     assert "['cell_type', 'batch']" in output
     assert not (tmp_path / "results" / "mine" / "raw.h5ad").exists()
