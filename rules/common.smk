@@ -1,5 +1,6 @@
 import copy
 import re
+import sys
 
 from snakemake.logging import logger
 from snakemake.utils import validate
@@ -18,9 +19,21 @@ if workflow.overwrite_configfiles:
 
 validate(config, schema="../config/schema/config.schema.yaml")
 
+sys.path.insert(0, f"{workflow.basedir}/scripts")
+from scembed.versions import version_mismatches  # noqa: E402
+
+for message in version_mismatches():
+    logger.warning(f"Warning: {message}")
+
 DATASETS = list(config["datasets"])
 METHODS = list(config["methods"])
 SEEDS = list(config["seeds"])
+
+if config["baseline"] not in ("auto", "none", *METHODS):
+    raise ValueError(
+        f"baseline {config['baseline']!r} is not one of the methods {METHODS}; set "
+        "`baseline` to one of them, `auto` (pca when there is one) or `none`."
+    )
 
 
 def methods_of_kind(kind):

@@ -33,6 +33,8 @@ rule compare:
         "results/logs/compare/compare.log",
     conda:
         "../envs/scanpy.yaml"
+    params:
+        baseline=config["baseline"],
     script:
         "../scripts/compare.py"
 

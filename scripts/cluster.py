@@ -13,11 +13,17 @@ def main(snakemake):
     adata = ad.read_h5ad(snakemake.input[0])
     label_key = adata.uns["label_key"]
     scores = evaluate_embedding(adata, seed, **snakemake.params.cluster)
+    log.info(
+        "scored %d of %d cells against %d labels (cells without a label are clustered, not scored)",
+        scores["n_scored"],
+        adata.n_obs,
+        scores["n_labels"],
+    )
     log.info("%s / %s / seed %d: %s", *snakemake.wildcards[:2], seed, scores)
     if not scores["matched_exact"]:
         log.warning(
             "no Leiden resolution gave exactly %d clusters; matched scores use %d clusters",
-            adata.obs[label_key].nunique(),
+            scores["n_labels"],
             scores["matched_n_clusters"],
         )
 
@@ -41,7 +47,7 @@ def main(snakemake):
             "device": info.get("device", "cpu"),
             "n_cells": int(adata.n_obs),
             "n_genes": int(adata.uns["n_genes"]),
-            "n_labels": int(table["label"].nunique()),
+            "resolution": float(snakemake.params.cluster["resolution"]),
             **scores,
         },
         snakemake.output.metrics,

@@ -9,7 +9,8 @@ from scembed.runtime import atomic_path, setup_logging
 def main(snakemake):
     log = setup_logging(snakemake.log[0])
     metrics = pd.read_csv(snakemake.input[0], sep="\t")
-    comparison = compare_methods(metrics)
+    log.info("baseline setting: %s", snakemake.params.baseline)
+    comparison = compare_methods(metrics, snakemake.params.baseline)
     with atomic_path(snakemake.output.comparison) as tmp:
         comparison.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
     headline = headline_markdown(metrics, comparison)

@@ -14,6 +14,7 @@ FIRST_COLUMNS = [
     "n_cells",
     "n_genes",
     "n_labels",
+    "n_scored",
     "n_clusters",
     "ari",
     "nmi",

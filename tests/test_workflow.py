@@ -335,3 +335,114 @@ def test_run_summary_outputs(synthetic_run):
     assert headline_number in base64.b64decode(embedded.group(1)).decode()
     for figure in ("metrics", "umaps", "losses", "heatmap"):
         assert f"results/summary/synthetic/{figure}.png" in html
+
+
+# --------------------------------------------------------------------------- valid input
+
+
+def run_with_report(workdir: Path, config: dict) -> Path:
+    """Run ``config`` to the end and build its report; return the summary folder."""
+    result = run_config(workdir, config, "--cores", "2", "--show-failed-logs")
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    report = run_config(workdir, config, "--report", "results/report.html")
+    assert report.returncode == 0, report.stdout[-5000:] + report.stderr[-5000:]
+    assert (workdir / "results" / "report.html").stat().st_size > 0
+    return workdir / "results" / "summary"
+
+
+SHORT_VAE = {"kind": "vae", "max_epochs": 2, "patience": 2, "device": "cpu"}
+
+
+def test_realistic_size_run(tmp_path):
+    """20,000 cells: past scanpy's 8192-cell switch to approximate neighbours (which
+    crashed), the silhouette's 10,000-cell sample and many inference batches."""
+    config = {
+        "datasets": {
+            "large": {
+                "source": "synthetic",
+                "n_cells": 20_000,
+                "n_genes": 120,
+                "n_types": 6,
+                "preprocess": {"n_top_genes": 100, "min_genes": 5},
+            }
+        },
+        "methods": {"pca": {"kind": "pca", "n_components": 10}, "vae": SHORT_VAE},
+        "seeds": [0],
+    }
+    summary = run_with_report(tmp_path, config)
+    metrics = pd.read_csv(summary / "metrics.tsv", sep="\t").set_index("method")
+    assert (metrics["n_cells"] > 19_000).all() and (metrics["n_scored"] == metrics["n_cells"]).all()
+    assert metrics.loc["pca", "ari"] > 0.3 and metrics.loc["pca", "kmeans_ari"] > 0.3
+    assert metrics[["silhouette", "knn_accuracy", "matched_ari"]].notna().all().all()
+    clusters = pd.read_csv(tmp_path / "results/large/vae/seed0/clusters.tsv", sep="\t")
+    assert len(clusters) == metrics.loc["vae", "n_cells"] and clusters["cluster"].notna().all()
+    embedding = ad.read_h5ad(tmp_path / "results/large/vae/seed0/embedding.h5ad")
+    assert np.isfinite(embedding.obsm["X_emb"]).all()
+
+
+def partly_labelled_h5ad(path: Path, n_cells: int = 300, n_missing: int = 30) -> None:
+    from scembed.synthetic import simulate_counts
+
+    adata = simulate_counts(n_cells, 100, 3, seed=2)
+    labels = adata.obs["cell_type"].astype(object)
+    labels.iloc[np.random.default_rng(0).choice(n_cells, n_missing, replace=False)] = np.nan
+    adata.obs["cell_type"] = labels
+    adata.write_h5ad(path)
+
+
+def test_partly_labelled_data_without_pca_one_seed(tmp_path):
+    """VAEs only (no `pca`), one seed, 30 of 300 cells without a label."""
+    partly_labelled_h5ad(tmp_path / "cells.h5ad")
+    config = {
+        "datasets": {
+            "mine": {
+                "source": "h5ad",
+                "path": "cells.h5ad",
+                "preprocess": {"n_top_genes": 80, "min_genes": 5},
+                "cluster": {"n_neighbors": 10},
+            }
+        },
+        "methods": {"vae": SHORT_VAE, "vae_nb": {**SHORT_VAE, "likelihood": "nb"}},
+        "seeds": [0],
+    }
+    summary = run_with_report(tmp_path, config)
+    metrics = pd.read_csv(summary / "metrics.tsv", sep="\t")
+    pre = ad.read_h5ad(tmp_path / "results/mine/preprocessed.h5ad")
+    n_labelled = int(pre.obs["cell_type"].notna().sum())
+    assert 0 < n_labelled < pre.n_obs
+    assert (metrics["n_labels"] == 3).all()  # not 4: unlabelled cells are not a type "nan"
+    assert (metrics["n_scored"] == n_labelled).all() and (metrics["n_cells"] == pre.n_obs).all()
+    clusters = pd.read_csv(tmp_path / "results/mine/vae/seed0/clusters.tsv", sep="\t")
+    assert (
+        clusters["cluster"].notna().all()
+        and clusters["label"].isna().sum() == pre.n_obs - n_labelled
+    )
+    scored = clusters["label"].notna()
+    ari = adjusted_rand_score(clusters.loc[scored, "label"], clusters.loc[scored, "cluster"])
+    assert metrics.set_index("method").loc["vae", "ari"] == pytest.approx(ari, abs=1e-4)
+    log = (tmp_path / "results/logs/cluster/mine/vae/seed0.log").read_text()
+    assert f"scored {n_labelled} of {pre.n_obs} cells against 3 labels" in log
+    headline = (summary / "summary.md").read_text()
+    assert "no paired comparison: no baseline method" in headline
+    assert f"{n_labelled} of them labelled and scored" in headline
+    comparison = pd.read_csv(summary / "comparison.tsv", sep="\t")
+    assert set(comparison["method"]) == {"vae", "vae_nb"} and comparison["diff_mean"].isna().all()
+
+
+def test_pca_only_two_seeds(tmp_path):
+    config = synthetic_config(methods={"pca": {"kind": "pca"}}, seeds=[0, 1])
+    summary = run_with_report(tmp_path, config)
+    metrics = pd.read_csv(summary / "metrics.tsv", sep="\t")
+    assert list(metrics["method"]) == ["pca", "pca"]
+    headline = (summary / "summary.md").read_text()
+    assert "only the baseline pca ran" in headline
+    ari = metrics["ari"]
+    assert f"| pca | 2 | {ari.mean():.3f} ± {ari.std(ddof=1):.3f} |" in headline
+    for figure in ("metrics", "umaps", "losses", "heatmap"):
+        assert (summary / "synthetic" / f"{figure}.png").stat().st_size > 0
+
+
+def test_an_unknown_baseline_fails_before_any_job(tmp_path):
+    config = synthetic_config(baseline="pcaa")
+    output = run_failing(tmp_path, config, "-n")
+    assert "baseline 'pcaa' is not one of the methods ['pca', 'vae']" in output

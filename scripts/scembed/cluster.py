@@ -6,8 +6,12 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scanpy as sc
+import scipy.sparse as sp
+from pynndescent import PyNNDescentTransformer
 
 EMBEDDING_KEY = "X_emb"
+EXACT_MAX_CELLS = 8192  # knn_search "auto": exact below this many cells (scanpy's cut-off)
+KNN_SEARCHES = ("auto", "exact", "approximate")
 
 
 def check_embedding(embedding: np.ndarray, where: str) -> None:
@@ -22,11 +26,57 @@ def check_embedding(embedding: np.ndarray, where: str) -> None:
         )
 
 
+class SeededNNDescent(PyNNDescentTransformer):
+    """pynndescent's kNN transformer returning a ``scipy.sparse.csr_matrix``.
+
+    pynndescent 0.6+ returns a sparse *array*, which scanpy 1.11 reads with a method
+    that scipy 1.17 removed from sparse arrays (``getnnz``): every graph of 8192 cells
+    or more then failed. The matrix class keeps that method on every scipy version.
+    """
+
+    def transform(self, X, y=None):
+        return sp.csr_matrix(super().transform(X, y))
+
+
+def knn_transformer(n_obs: int, n_neighbors: int, seed: int, search: str = "auto"):
+    """The neighbour search of the kNN graph, chosen here rather than inside scanpy.
+
+    ``exact``: brute-force Euclidean neighbours (scikit-learn), deterministic;
+    ``approximate``: NN-descent (pynndescent) seeded with ``seed``, with the trees and
+    iterations that UMAP and scanpy use for ``n_obs`` cells; ``auto``: exact below
+    ``EXACT_MAX_CELLS`` cells (as scanpy does), approximate from there on.
+    """
+    if search not in KNN_SEARCHES:
+        raise ValueError(f"knn_search {search!r} is not one of {KNN_SEARCHES}")
+    if search == "exact" or (search == "auto" and n_obs < EXACT_MAX_CELLS):
+        return "sklearn"
+    return SeededNNDescent(
+        n_neighbors=n_neighbors,
+        metric="euclidean",
+        n_trees=min(64, 5 + round(n_obs**0.5 / 20.0)),
+        n_iters=max(5, round(np.log2(n_obs))),
+        random_state=seed,
+        n_jobs=None,
+    )
+
+
 def neighbors_graph(
-    adata: ad.AnnData, n_neighbors: int, seed: int, use_rep: str = EMBEDDING_KEY
+    adata: ad.AnnData,
+    n_neighbors: int,
+    seed: int,
+    search: str = "auto",
+    use_rep: str = EMBEDDING_KEY,
 ) -> None:
-    """kNN graph (scanpy defaults: UMAP connectivities) on ``obsm[use_rep]``, in place."""
-    sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep=use_rep, random_state=seed)
+    """kNN graph (UMAP connectivities, scanpy's default) on ``obsm[use_rep]``, in place."""
+    if n_neighbors >= adata.n_obs:
+        raise ValueError(
+            f"n_neighbors is {n_neighbors} but there are only {adata.n_obs} cells; "
+            f"set `cluster: {{n_neighbors: {max(2, adata.n_obs // 2)}}}` or use more cells."
+        )
+    transformer = knn_transformer(adata.n_obs, n_neighbors, seed, search)
+    sc.pp.neighbors(
+        adata, n_neighbors=n_neighbors, use_rep=use_rep, transformer=transformer, random_state=seed
+    )
 
 
 def leiden(
@@ -104,6 +154,7 @@ def cluster_embedding(
     adata: ad.AnnData,
     seed: int,
     n_neighbors: int = 20,
+    knn_search: str = "auto",
     resolution: float = 1.0,
     leiden_flavor: str = "leidenalg",
     leiden_n_iterations: int = -1,
@@ -112,7 +163,7 @@ def cluster_embedding(
 ) -> ad.AnnData:
     """Graph, Leiden (``obs["leiden"]``) and UMAP (``obsm["X_umap"]``) on ``obsm["X_emb"]``."""
     check_embedding(adata.obsm[EMBEDDING_KEY], "cluster")
-    neighbors_graph(adata, n_neighbors, seed)
+    neighbors_graph(adata, n_neighbors, seed, knn_search)
     leiden(adata, resolution, seed, leiden_flavor, leiden_n_iterations, leiden_directed)
     umap(adata, seed, umap_min_dist)
     return adata

@@ -20,9 +20,25 @@ METRICS = (
 N_BOOTSTRAP = 10_000
 
 
-def pick_baseline(metrics: pd.DataFrame) -> str | None:
-    """The method named ``pca``, else the first method of kind pca, else None."""
+PAIRED_COLUMNS = ("diff_mean", "diff_ci_low", "diff_ci_high", "wins", "ties", "paired_seeds")
+
+
+def pick_baseline(metrics: pd.DataFrame, setting: str = "auto") -> str | None:
+    """The method the others are compared against, or None for no paired comparison.
+
+    ``setting`` is the config's ``baseline``: a method name, ``none``, or ``auto`` (the
+    method named ``pca``, else the first method of kind pca, else none).
+    """
     methods = list(dict.fromkeys(metrics["method"]))
+    if setting == "none":
+        return None
+    if setting != "auto":
+        if setting not in methods:
+            raise ValueError(
+                f"baseline {setting!r} is not one of the methods that ran {methods}; set "
+                "`baseline` to one of them, `auto` or `none`."
+            )
+        return setting
     if "pca" in methods:
         return "pca"
     pcas = metrics.loc[metrics["kind"] == "pca", "method"]
@@ -40,10 +56,12 @@ def paired_bootstrap(diffs: np.ndarray, seed: int = 0, level: float = 0.95) -> t
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
-def compare_methods(metrics: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
+def compare_methods(metrics: pd.DataFrame, baseline: str = "auto") -> pd.DataFrame:
     """Per dataset, metric and method: mean, sd, range, and the paired difference against
-    ``baseline`` over the seeds both ran (mean, 95% bootstrap CI, wins, ties)."""
-    baseline = baseline if baseline is not None else pick_baseline(metrics)
+    the baseline (:func:`pick_baseline` of ``baseline``) over the seeds both ran (mean,
+    95% bootstrap CI, wins, ties). The paired columns are always there; they are empty
+    for the baseline itself and everywhere when there is no baseline."""
+    baseline = pick_baseline(metrics, baseline)
     rows = []
     for dataset, runs in metrics.groupby("dataset", sort=False):
         for metric in [m for m in METRICS if m in runs.columns]:
@@ -73,7 +91,8 @@ def compare_methods(metrics: pd.DataFrame, baseline: str | None = None) -> pd.Da
                         paired_seeds=len(diffs),
                     )
                 rows.append(row)
-    return pd.DataFrame(rows)
+    columns = ["dataset", "metric", "method", "n_seeds", "mean", "sd", "min", "max", "baseline"]
+    return pd.DataFrame(rows).reindex(columns=[*columns, *PAIRED_COLUMNS])
 
 
 def _mean_sd(values: pd.Series) -> str:
@@ -86,11 +105,15 @@ def headline_markdown(metrics: pd.DataFrame, comparison: pd.DataFrame) -> str:
     """The table a reader pastes into a paper, per dataset, and the paired verdicts."""
     lines = ["# Headline results", ""]
     for dataset, runs in metrics.groupby("dataset", sort=False):
-        n_labels = int(runs["n_labels"].iloc[0])
+        n_labels, n_cells = int(runs["n_labels"].iloc[0]), int(runs["n_cells"].iloc[0])
+        n_scored = int(runs["n_scored"].iloc[0]) if "n_scored" in runs else n_cells
+        scored = "" if n_scored == n_cells else f", {n_scored} of them labelled and scored"
+        resolutions = sorted(set(runs["resolution"])) if "resolution" in runs else [1.0]
+        resolution = ", ".join(f"{r:g}" for r in resolutions)
         lines += [
-            f"## {dataset} ({int(runs['n_cells'].iloc[0])} cells, {n_labels} labels)",
+            f"## {dataset} ({n_cells} cells{scored}, {n_labels} labels)",
             "",
-            "| method | seeds | ARI (Leiden, res. 1.0) | clusters | matched-k ARI "
+            f"| method | seeds | ARI (Leiden, res. {resolution}) | clusters | matched-k ARI "
             "| k-means ARI | NMI | kNN accuracy |",
             "|---|---|---|---|---|---|---|---|",
         ]
@@ -106,21 +129,34 @@ def headline_markdown(metrics: pd.DataFrame, comparison: pd.DataFrame) -> str:
             (comparison["dataset"] == dataset)
             & (comparison["metric"].isin(["ari", "matched_ari", "kmeans_ari"]))
         ]
-        if "diff_mean" not in paired:
-            paired = paired.iloc[:0]
-        for row in paired.dropna(subset=["diff_mean"]).itertuples():
+        paired = paired.dropna(subset=["diff_mean"])
+        for row in paired.itertuples():
+            ci = (
+                f" (95% bootstrap CI {row.diff_ci_low:+.3f} to {row.diff_ci_high:+.3f})"
+                if row.paired_seeds > 1
+                else ""
+            )
             lines.append(
                 f"- {row.method} vs {row.baseline}, {row.metric}: difference "
-                f"{row.diff_mean:+.3f} (95% bootstrap CI {row.diff_ci_low:+.3f} to "
-                f"{row.diff_ci_high:+.3f}), better in {int(row.wins)} of "
+                f"{row.diff_mean:+.3f}{ci}, better in {int(row.wins)} of "
                 f"{int(row.paired_seeds)} seeds"
             )
+        if paired.empty:
+            baseline = runs_baseline(comparison, dataset)
+            why = f"only the baseline {baseline} ran" if baseline else "no baseline method"
+            lines.append(f"- no paired comparison: {why} (see `baseline` in the config).")
         lines.append("")
     lines.append(
         "Mean ± standard deviation over seeds. Matched-k: Leiden with the resolution "
         "bisected to as many clusters as labels. The CI resamples seeds (paired)."
     )
     return "\n".join(lines) + "\n"
+
+
+def runs_baseline(comparison: pd.DataFrame, dataset: str) -> str | None:
+    """The baseline the comparison of ``dataset`` used, or None."""
+    values = comparison.loc[comparison["dataset"] == dataset, "baseline"].dropna()
+    return str(values.iloc[0]) if len(values) else None
 
 
 def median_ari_seed(runs: pd.DataFrame) -> int:

@@ -23,13 +23,20 @@ def evaluate_embedding(
 ) -> dict:
     """Cluster ``obsm["X_emb"]`` three ways and score the embedding; returns the metrics.
 
+    Every cell is embedded and clustered; only the cells with a label (``n_scored`` of
+    them) are scored, so an unlabelled cell never counts as a cell type. ``n_labels``
+    is the number of distinct labels among them.
+
     ``cluster_params`` go to :func:`cluster_embedding` (graph, Leiden, UMAP). Adds
     ``obs["leiden"]`` (the configured resolution), ``obs["leiden_matched"]`` (resolution
     bisected to as many clusters as labels), ``obs["kmeans"]`` (k = number of labels)
     and ``obsm["X_umap"]``.
     """
     label_key = adata.uns["label_key"]
-    labels = adata.obs[label_key].astype(str).to_numpy()
+    scored = adata.obs[label_key].notna().to_numpy()
+    labels = adata.obs[label_key].astype(str).to_numpy()[scored]
+    if not scored.any():
+        raise ValueError(f"no cell has a label in obs[{label_key!r}]: nothing to score")
     n_labels = len(set(labels))
     embedding = adata.obsm[EMBEDDING_KEY]
     cluster_embedding(adata, seed, **cluster_params)
@@ -38,14 +45,17 @@ def evaluate_embedding(
         for name in ("flavor", "n_iterations", "directed")
         if f"leiden_{name}" in cluster_params
     }
-    scores = cluster_scores(labels, adata.obs["leiden"])
+    scores = cluster_scores(labels, adata.obs["leiden"].to_numpy()[scored])
 
     matched = leiden_matched(adata, n_labels, seed, bisection_max_steps, **leiden_kwargs)
-    matched_scores = cluster_scores(labels, matched["clusters"])
+    matched_scores = cluster_scores(labels, matched["clusters"].to_numpy()[scored])
     kmeans = kmeans_clusters(embedding, n_labels, seed, kmeans_n_init)
     adata.obs["kmeans"] = kmeans.astype(str)
-    kmeans_scores = cluster_scores(labels, kmeans)
+    kmeans_scores = cluster_scores(labels, kmeans[scored])
+    split = adata.obs["split"].astype(str).to_numpy()[scored]
     return {
+        "n_labels": n_labels,
+        "n_scored": int(scored.sum()),
         **scores,
         "matched_resolution": float(matched["resolution"]),
         "matched_n_clusters": matched["n_clusters"],
@@ -54,8 +64,6 @@ def evaluate_embedding(
         "matched_nmi": matched_scores["nmi"],
         "kmeans_ari": kmeans_scores["ari"],
         "kmeans_nmi": kmeans_scores["nmi"],
-        "silhouette": label_silhouette(embedding, labels, seed),
-        "knn_accuracy": knn_transfer_accuracy(
-            embedding, labels, adata.obs["split"].astype(str).to_numpy(), knn_k
-        ),
+        "silhouette": label_silhouette(embedding[scored], labels, seed),
+        "knn_accuracy": knn_transfer_accuracy(embedding[scored], labels, split, knn_k),
     }

@@ -41,7 +41,7 @@ def knn_transfer_accuracy(embedding: np.ndarray, labels, split, k: int = 15) -> 
     """Accuracy of labels transferred from training cells to test cells by kNN vote."""
     labels, split = np.asarray(labels), np.asarray(split)
     train, test = split == "train", split == "test"
-    if not test.any():
+    if not test.any() or not train.any():
         return float("nan")
     model = KNeighborsClassifier(n_neighbors=min(k, int(train.sum())))
     model.fit(embedding[train], labels[train])

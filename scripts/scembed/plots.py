@@ -10,12 +10,19 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
+UNLABELLED = "unlabelled"
+
+
 def _scatter(ax, xy: np.ndarray, groups, title: str) -> None:
-    groups = np.asarray(groups).astype(str)
-    names = sorted(np.unique(groups), key=lambda g: (len(g), g))
+    groups = pd.Series(groups)
+    missing = groups.isna().to_numpy()
+    groups = groups.astype(str).to_numpy()
+    names = sorted(np.unique(groups[~missing]), key=lambda g: (len(g), g))
     cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+    if missing.any():  # cells without a label, drawn first and in grey
+        ax.scatter(*xy[missing].T, s=4, color="lightgrey", label=UNLABELLED, linewidths=0)
     for i, name in enumerate(names):
-        mask = groups == name
+        mask = (groups == name) & ~missing
         ax.scatter(*xy[mask].T, s=4, color=cmap(i % cmap.N), label=name, linewidths=0)
     ax.set_title(title)
     ax.set_xticks([])

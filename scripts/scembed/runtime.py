@@ -23,7 +23,12 @@ def setup_logging(log_path: str) -> logging.Logger:
         force=True,
     )
     logging.captureWarnings(True)
-    return logging.getLogger("scembed")
+    log = logging.getLogger("scembed")
+    from scembed.versions import version_mismatches
+
+    for message in version_mismatches():
+        log.warning(message)
+    return log
 
 
 @contextlib.contextmanager

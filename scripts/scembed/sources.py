@@ -97,8 +97,23 @@ def check_labels(obs: pd.DataFrame, label_key: str, where: str) -> None:
             f"{where}: there is no label column {label_key!r}; the columns are "
             f"{list(map(str, obs.columns))}. Set `label_key` to one of them."
         )
-    if obs[label_key].isna().all():
-        raise DataError(f"{where}: the label column {label_key!r} is empty.")
+    if not labelled(obs[label_key]).any():
+        raise DataError(
+            f"{where}: the label column {label_key!r} has no labels (every value is missing "
+            "or empty). Set `label_key` to a column that holds the cell types."
+        )
+
+
+def labelled(labels: pd.Series) -> np.ndarray:
+    """True for the cells that have a label: not missing (NaN/None) and not blank."""
+    blank = labels.astype(str).str.strip() == ""
+    return (labels.notna() & ~blank).to_numpy()
+
+
+def normalise_labels(labels: pd.Series) -> pd.Categorical:
+    """Labels as strings in a categorical; a missing or blank label stays missing (NaN),
+    so that an unlabelled cell is never scored as a cell type named "nan"."""
+    return pd.Categorical(labels.astype(str).where(labelled(labels)).to_numpy())
 
 
 def finish(adata: ad.AnnData, label_key: str, where: str, provenance: dict) -> ad.AnnData:
@@ -109,7 +124,7 @@ def finish(adata: ad.AnnData, label_key: str, where: str, provenance: dict) -> a
     X.data = np.rint(X.data)
     adata.X = X.astype(np.int64 if X.data.size and X.data.max() > 2**31 - 1 else np.int32)
     adata.X.eliminate_zeros()
-    adata.obs[label_key] = adata.obs[label_key].astype(str).astype("category")
+    adata.obs[label_key] = normalise_labels(adata.obs[label_key])
     adata.obs_names_make_unique()
     adata.var_names_make_unique()
     adata.uns["label_key"] = label_key

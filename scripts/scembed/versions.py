@@ -1,0 +1,62 @@
+"""Installed versions of the packages whose behaviour the results depend on, against the
+pins of ``requirements.txt``: a user's own environment is where breakage comes from."""
+
+from __future__ import annotations
+
+import re
+from importlib import metadata
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+
+REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements.txt"
+CHECKED = ("scanpy", "scipy", "anndata", "torch", "numpy", "pynndescent", "scikit-learn")
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_pins(path: str | Path = REQUIREMENTS) -> dict[str, str]:
+    """{normalised name: version} of every ``name==version`` line of a requirements file."""
+    pins = {}
+    for line in Path(path).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[_normalize(name.split("[")[0])] = version.strip()
+    return pins
+
+
+def _public(version: str) -> str:
+    """The version without a local part: torch's "2.13.0+cpu" is "2.13.0"."""
+    try:
+        return Version(version).public
+    except InvalidVersion:
+        return version
+
+
+def version_mismatches(
+    packages=CHECKED, requirements: str | Path = REQUIREMENTS, installed=None
+) -> list[str]:
+    """One message per installed package of ``packages`` whose version is not the pinned
+    one (a package that is not installed here is skipped: another rule's env has it).
+    ``installed`` maps names to versions in place of the environment's (for tests)."""
+    pins = read_pins(requirements)
+    messages = []
+    for name in packages:
+        pinned = pins.get(_normalize(name))
+        if pinned is None:
+            continue
+        try:
+            version = installed[name] if installed is not None else metadata.version(name)
+        except (KeyError, metadata.PackageNotFoundError):
+            continue
+        if _public(version) != _public(pinned):
+            messages.append(
+                f"{name} {version} is installed but the workflow is tested with {name}=="
+                f"{pinned}; results may differ or code paths may break. Install the pinned "
+                f"versions (`make venv`, or `pip install -r requirements.txt`) or use "
+                "`--software-deployment-method conda`."
+            )
+    return messages
