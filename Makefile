@@ -35,19 +35,19 @@ test: $(BIN)/snakemake lint ## unit and workflow tests
 lint: $(BIN)/snakemake
 	$(SNAKEMAKE) --lint
 	$(BIN)/snakefmt --check Snakefile rules
-	$(BIN)/ruff check scripts tests
-	$(BIN)/ruff format --check scripts tests
+	$(BIN)/ruff check scripts tests tools
+	$(BIN)/ruff format --check scripts tests tools
 
 format: $(BIN)/snakemake
 	$(BIN)/snakefmt Snakefile rules
-	$(BIN)/ruff check --fix scripts tests
-	$(BIN)/ruff format scripts tests
+	$(BIN)/ruff check --fix scripts tests tools
+	$(BIN)/ruff format scripts tests tools
 
 bench: $(BIN)/snakemake ## book-style training loop vs ours, seconds per epoch
-	$(BIN)/python scripts/bench_vae.py
+	$(BIN)/python tools/bench_vae.py
 
 dry-run: $(BIN)/snakemake ## plan default, demo and likelihood configs, local and Slurm profile (submits nothing)
-	$(BIN)/python scripts/dry_run.py
+	$(BIN)/python tools/dry_run.py
 
 # Root only: installs slurmctld/slurmd/slurm-client/munge if missing, starts a one-node
 # cluster (tests/slurm/cluster.sh), runs the Slurm tests, and always stops the daemons.

@@ -8,7 +8,8 @@ import torch
 from scembed.embedding import embedding_anndata
 from scembed.plots import loss_figure
 from scembed.runtime import atomic_path, setup_logging, write_h5ad
-from scembed.train import NonFiniteLossError, resolve_params, train_vae
+from scembed.vae.params import resolve_params
+from scembed.vae.train import NonFiniteLossError, train_vae
 
 
 def main(snakemake):

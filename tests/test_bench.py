@@ -4,9 +4,10 @@ import numpy as np
 import torch
 from bench_vae import BookVAE, book_epochs, interleaved, make_counts
 
-from scembed.module import VAE
 from scembed.preprocess import split_cells
-from scembed.train import VAEParams, train_vae
+from scembed.vae.module import VAE
+from scembed.vae.params import resolve_params
+from scembed.vae.train import train_vae
 
 
 def test_book_loss_equals_ours():
@@ -33,7 +34,7 @@ def test_interleaving_changes_neither_loop():
     """Each loop keeps its own random state: interleaved epochs equal solo runs."""
     counts = make_counts(400, 30, seed=0)
     split = split_cells(400, 0.1, 0.05, 42)
-    params = VAEParams(n_hidden=16, max_epochs=2, patience=5, device="cpu")
+    params = resolve_params({"n_hidden": 16, "max_epochs": 2, "patience": 5, "device": "cpu"})
     runs = interleaved(counts, split, params, seed=3)
     solo_ours = train_vae(counts, split, params, 3, log=lambda message: None)
     solo_book = [validation for _, validation in book_epochs(counts, split, params, 3)]

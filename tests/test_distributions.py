@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.distributions import NegativeBinomial, Poisson
 
-from scembed.distributions import (
+from scembed.vae.distributions import (
     LIKELIHOODS,
     log_nb_positive,
     log_poisson,

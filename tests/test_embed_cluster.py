@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from sklearn.decomposition import PCA
 
-from scembed.cluster import EMBEDDING_KEY, cluster_embedding
+from scembed.cluster import cluster_embedding
+from scembed.embedding import EMBEDDING_KEY
 from scembed.metrics import cluster_scores
 from scembed.pca import pca_embedding
 

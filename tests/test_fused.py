@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from scembed.distributions import LIKELIHOODS
-from scembed.fused import FAMILIES, lgamma_digamma_ge1, log_factorial, reconst_loss
+from scembed.vae.distributions import LIKELIHOODS
+from scembed.vae.fused import FAMILIES, lgamma_digamma_ge1, log_factorial, reconst_loss
 
 N_CELLS, N_GENES = 12, 9
 

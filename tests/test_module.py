@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from scembed.module import VAE, LossOutput
-from scembed.nn import Decoder, Encoder
+from scembed.vae.module import VAE, LossOutput
+from scembed.vae.nn import Decoder, Encoder
 
 N_CELLS, N_GENES, N_LATENT = 40, 25, 4
 

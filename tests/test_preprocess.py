@@ -9,8 +9,8 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 
+from scembed.checks import DataError
 from scembed.preprocess import preprocess, select_genes, split_cells
-from scembed.sources import DataError
 
 N_CELLS, N_GENES = 300, 80
 

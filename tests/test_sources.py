@@ -18,10 +18,9 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
+from scembed.checks import DataError, check_counts
 from scembed.sources import (
     ZEISEL_FIELDS,
-    DataError,
-    check_counts,
     download,
     load_dataset,
     read_pbmc68k,

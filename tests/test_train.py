@@ -7,18 +7,12 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from scembed import train as train_module
-from scembed.module import VAE, LossOutput
-from scembed.train import (
-    PRESETS,
-    NonFiniteLossError,
-    VAEParams,
-    flat_adam,
-    resolve_device,
-    resolve_params,
-    size_factors,
-    train_vae,
-)
+from scembed.vae import train as train_module
+from scembed.vae.device import resolve_device
+from scembed.vae.module import VAE, LossOutput
+from scembed.vae.optim import flat_adam
+from scembed.vae.params import BOOK, PRESETS, VAEParams, resolve_params
+from scembed.vae.train import NonFiniteLossError, size_factors, train_vae
 
 N_CELLS, N_GENES = 300, 50
 
@@ -58,8 +52,8 @@ def _quiet(_message):
 
 
 def test_presets_and_overrides():
-    assert resolve_params({}) == VAEParams()
-    assert PRESETS["book"] == dataclasses.asdict(VAEParams())
+    assert resolve_params({}) == VAEParams(**BOOK)
+    assert PRESETS["book"] == dataclasses.asdict(resolve_params({"preset": "book"}))
     stable = resolve_params({"preset": "stable", "lr": 5e-4})
     assert stable.encoder_input == "log1p" and stable.posterior_scale == "exp_logvar"
     assert stable.lr == 5e-4 and stable.likelihood == "zinb" and stable.batch_size == 100

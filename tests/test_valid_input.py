@@ -10,8 +10,8 @@ import scipy.sparse as sp
 from sklearn import metrics as skm
 from sklearn.neighbors import NearestNeighbors
 
+from scembed.checks import normalise_labels
 from scembed.cluster import (
-    EMBEDDING_KEY,
     EXACT_MAX_CELLS,
     SeededNNDescent,
     knn_transformer,
@@ -19,8 +19,9 @@ from scembed.cluster import (
     neighbors_graph,
 )
 from scembed.compare import compare_methods, headline_markdown, pick_baseline
+from scembed.embedding import EMBEDDING_KEY
 from scembed.evaluate import evaluate_embedding
-from scembed.sources import finish, normalise_labels
+from scembed.sources import finish
 from scembed.versions import read_pins, version_mismatches
 
 # --------------------------------------------------------------------------- neighbours
@@ -157,7 +158,7 @@ def test_import_keeps_missing_labels_missing():
 
 
 def test_a_label_column_with_no_label_at_all_is_refused():
-    from scembed.sources import DataError
+    from scembed.checks import DataError
 
     obs = pd.DataFrame({"cell_type": [np.nan] * 5 + [""] * 5}, index=[f"c{i}" for i in range(10)])
     counts = sp.csr_matrix(np.ones((10, 3), dtype=np.int32))

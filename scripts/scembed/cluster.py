@@ -9,21 +9,10 @@ import scanpy as sc
 import scipy.sparse as sp
 from pynndescent import PyNNDescentTransformer
 
-EMBEDDING_KEY = "X_emb"
+from scembed.embedding import EMBEDDING_KEY, check_embedding
+
 EXACT_MAX_CELLS = 8192  # knn_search "auto": exact below this many cells (scanpy's cut-off)
 KNN_SEARCHES = ("auto", "exact", "approximate")
-
-
-def check_embedding(embedding: np.ndarray, where: str) -> None:
-    """Refuse a non-finite embedding instead of handing NaN to the clustering."""
-    finite = np.isfinite(embedding)
-    if not finite.all():
-        rows = np.flatnonzero(~finite.all(axis=1))
-        raise ValueError(
-            f"{where}: the embedding has non-finite values in {len(rows)} cells (first: "
-            f"cell {rows[0]}). The model diverged; see its training log and try "
-            "`preset: stable` or a lower `lr`."
-        )
 
 
 class SeededNNDescent(PyNNDescentTransformer):

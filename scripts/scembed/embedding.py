@@ -5,7 +5,19 @@ from __future__ import annotations
 import anndata as ad
 import numpy as np
 
-from scembed.cluster import EMBEDDING_KEY, check_embedding
+EMBEDDING_KEY = "X_emb"
+
+
+def check_embedding(embedding: np.ndarray, where: str) -> None:
+    """Refuse a non-finite embedding instead of handing NaN to the clustering."""
+    finite = np.isfinite(embedding)
+    if not finite.all():
+        rows = np.flatnonzero(~finite.all(axis=1))
+        raise ValueError(
+            f"{where}: the embedding has non-finite values in {len(rows)} cells (first: "
+            f"cell {rows[0]}). The model diverged; see its training log and try "
+            "`preset: stable` or a lower `lr`."
+        )
 
 
 def embedding_anndata(preprocessed: ad.AnnData, embedding: np.ndarray, info: dict) -> ad.AnnData:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import anndata as ad
 
-from scembed.cluster import EMBEDDING_KEY, cluster_embedding, leiden_matched
+from scembed.cluster import cluster_embedding, leiden_matched
+from scembed.embedding import EMBEDDING_KEY
 from scembed.metrics import (
     cluster_scores,
     kmeans_clusters,

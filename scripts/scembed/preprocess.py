@@ -7,7 +7,7 @@ import numpy as np
 import scanpy as sc
 import scipy.sparse as sp
 
-from scembed.sources import DataError
+from scembed.checks import DataError
 
 
 def count_variance(X) -> np.ndarray:

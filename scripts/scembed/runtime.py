@@ -33,17 +33,29 @@ def setup_logging(log_path: str) -> logging.Logger:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path next to ``path``; rename it into place only on success."""
+    """Yield a temporary path next to ``path``; rename it into place only on success.
+
+    The file gets the permissions the user's umask gives any new file (mkstemp's 0600
+    would hide results from the rest of a group on a shared cluster).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~current_umask())
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(data: dict, path: str | os.PathLike) -> None:

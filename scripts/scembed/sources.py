@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +16,9 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from scembed.checks import DataError, check_counts, check_labels, normalise_labels
+from scembed.runtime import atomic_path
 
 ZEISEL_FIELDS = (
     "tissue",
@@ -30,90 +32,6 @@ ZEISEL_FIELDS = (
     "level1class",
     "level2class",
 )
-
-
-class DataError(ValueError):
-    """Input data that cannot be used as it is; the message names the problem and the fix."""
-
-
-# --------------------------------------------------------------------------- checks
-
-
-RAW_COUNTS_FIX = (
-    "Point the dataset at raw UMI counts (for an h5ad file, set `counts_layer` to the layer "
-    "that holds them)."
-)
-_CHECK_ROWS = 4096  # rows per chunk when checking dense counts (bounded extra memory)
-
-
-def check_counts(X, where: str, fix: str = RAW_COUNTS_FIX) -> None:
-    """Fail unless ``X`` holds finite, non-negative integers; name the first bad value.
-
-    "First" is in cell (row-major) order, whatever the matrix layout; ``fix`` ends the
-    message with what the user should do.
-    """
-    if sp.issparse(X):
-        X = sp.csr_matrix(X)  # X.data of CSC/COO is not in cell order
-        bad = np.flatnonzero(_bad_counts(X.data))
-        if not bad.size:
-            return
-        k = int(bad[0])
-        row, col = int(np.searchsorted(X.indptr, k, side="right") - 1), int(X.indices[k])
-        value = X.data[k].item()
-    else:
-        X = np.asarray(X)
-        for start in range(0, X.shape[0], _CHECK_ROWS):
-            bad = np.argwhere(_bad_counts(X[start : start + _CHECK_ROWS]))
-            if bad.size:
-                row, col = start + int(bad[0][0]), int(bad[0][1])
-                value = X[row, col].item()
-                break
-        else:
-            return
-    if not np.isfinite(value):
-        problem = "is not finite"
-    elif value < 0:
-        problem = "is negative"
-    else:
-        problem = "is not an integer"
-    raise DataError(
-        f"{where}: the counts must be non-negative integers, but the value {value!r} at "
-        f"cell {row}, gene {col} {problem}. {fix}"
-    )
-
-
-def _bad_counts(values: np.ndarray) -> np.ndarray:
-    if np.issubdtype(values.dtype, np.integer) or values.dtype == bool:
-        return values < 0
-    if not np.issubdtype(values.dtype, np.floating):
-        raise DataError(f"the counts must be numbers, not {values.dtype}.")
-    return ~np.isfinite(values) | (values < 0) | (values != np.round(values))
-
-
-def check_labels(obs: pd.DataFrame, label_key: str, where: str) -> None:
-    """Fail unless ``obs`` has the label column, listing the columns that exist."""
-    if label_key not in obs.columns:
-        raise DataError(
-            f"{where}: there is no label column {label_key!r}; the columns are "
-            f"{list(map(str, obs.columns))}. Set `label_key` to one of them."
-        )
-    if not labelled(obs[label_key]).any():
-        raise DataError(
-            f"{where}: the label column {label_key!r} has no labels (every value is missing "
-            "or empty). Set `label_key` to a column that holds the cell types."
-        )
-
-
-def labelled(labels: pd.Series) -> np.ndarray:
-    """True for the cells that have a label: not missing (NaN/None) and not blank."""
-    blank = labels.astype(str).str.strip() == ""
-    return (labels.notna() & ~blank).to_numpy()
-
-
-def normalise_labels(labels: pd.Series) -> pd.Categorical:
-    """Labels as strings in a categorical; a missing or blank label stays missing (NaN),
-    so that an unlabelled cell is never scored as a cell type named "nan"."""
-    return pd.Categorical(labels.astype(str).where(labelled(labels)).to_numpy())
 
 
 def finish(adata: ad.AnnData, label_key: str, where: str, provenance: dict) -> ad.AnnData:
@@ -145,9 +63,7 @@ def file_provenance(path: str | os.PathLike, sha256: str | None = None) -> dict:
     size = 0
     for f in files:
         with open(f, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-                size += len(block)
+            size += _stream(handle.read, digest)
     actual = digest.hexdigest()
     if sha256 and actual.lower() != sha256.lower():
         raise DataError(
@@ -158,6 +74,18 @@ def file_provenance(path: str | os.PathLike, sha256: str | None = None) -> dict:
 
 
 # --------------------------------------------------------------------------- Zeisel 2015
+
+
+def _stream(read, digest, out=None) -> int:
+    """Feed the 1 MiB blocks of ``read`` to ``digest`` (and write them to ``out``); return
+    the number of bytes."""
+    size = 0
+    for block in iter(lambda: read(1 << 20), b""):
+        digest.update(block)
+        if out is not None:
+            out.write(block)
+        size += len(block)
+    return size
 
 
 def read_zeisel(path: str | os.PathLike) -> ad.AnnData:
@@ -257,24 +185,19 @@ def download(
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for url in urls:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
         try:
-            digest = hashlib.sha256()
-            size = 0
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
-                expected = r.headers.get("Content-Length")
-                for block in iter(lambda: r.read(1 << 20), b""):
-                    out.write(block)
-                    digest.update(block)
-                    size += len(block)
-            if expected is not None and int(expected) != size:
-                raise DataError(f"truncated: got {size} of {expected} bytes")
-            actual = digest.hexdigest()
-            if sha256 and actual.lower() != sha256.lower():
-                raise DataError(f"SHA-256 {actual} does not match the pinned {sha256}")
-            if verify is not None:
-                verify(tmp)
-            os.replace(tmp, dest)
+            with atomic_path(dest) as tmp:
+                digest = hashlib.sha256()
+                with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
+                    expected = r.headers.get("Content-Length")
+                    size = _stream(r.read, digest, out)
+                if expected is not None and int(expected) != size:
+                    raise DataError(f"truncated: got {size} of {expected} bytes")
+                actual = digest.hexdigest()
+                if sha256 and actual.lower() != sha256.lower():
+                    raise DataError(f"SHA-256 {actual} does not match the pinned {sha256}")
+                if verify is not None:
+                    verify(tmp)
             return {
                 "url": url,
                 "sha256": actual,
@@ -283,9 +206,6 @@ def download(
             }
         except Exception as err:  # every mirror gets its chance; all errors are reported
             errors.append(f"  {url}: {type(err).__name__}: {err}")
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     raise DataError(
         f"could not download {dest.name} from any mirror:\n"
         + "\n".join(errors)

@@ -6,11 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scembed import fused
-from scembed.distributions import LIKELIHOODS
-from scembed.nn import Decoder, Encoder
+from scembed.vae import fused
+from scembed.vae.distributions import LIKELIHOODS
+from scembed.vae.nn import Decoder, Encoder
 
 ENCODER_INPUTS = ("counts", "log1p")
+SIZE_FACTORS = ("book", "library")  # see scembed.vae.train.size_factors
 
 
 def kl_normal_standard(mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -80,17 +81,6 @@ class VAE(nn.Module):
         px_rate = self.decoder(z) * size_factor
         return {"px_rate": px_rate, "px_r": F.softplus(self.px_r), "px_dropout": self.px_dropout}
 
-    def log_likelihood(self, x: torch.Tensor, px: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Elementwise log p(x | z) under the chosen likelihood (the reference formula)."""
-        mu, theta, pi = px["px_rate"], px["px_r"], px["px_dropout"]
-        if self.likelihood == "zinb":
-            return LIKELIHOODS["zinb"](x, mu, theta, pi)
-        if self.likelihood == "nb":
-            return LIKELIHOODS["nb"](x, mu, theta)
-        if self.likelihood == "zip":
-            return LIKELIHOODS["zip"](x, mu, pi)
-        return LIKELIHOODS["poisson"](x, mu)
-
     def loss(
         self,
         x: torch.Tensor,
@@ -104,7 +94,8 @@ class VAE(nn.Module):
         ``log_factorial``: sum_g lgamma(x + 1) per cell, a constant of the data that a
         training loop can compute once per cell (``scembed.fused.log_factorial``);
         computed here when not given. The reconstruction term is the fused
-        ``scembed.fused.reconst_loss``: minus ``log_likelihood`` summed over genes (to
+        ``scembed.vae.fused.reconst_loss``: minus the log-likelihood of
+        ``scembed.vae.distributions`` summed over genes (to
         about 1e-6 relative), with a hand-written gradient.
         """
         qz = self.inference(x)

@@ -1,6 +1,6 @@
 """Plan the shipped configs with each shipped profile and print the job counts per rule.
 
-    .venv/bin/python scripts/dry_run.py        # or: make dry-run
+    .venv/bin/python tools/dry_run.py        # or: make dry-run
 
 Every plan is a `snakemake -n --nolock --configfile CONFIG --profile PROFILE` in a fresh
 temporary working directory (so the plan is that of a fresh clone, whatever results/

@@ -1,4 +1,4 @@
-"""Benchmark: the book's VAE training loop against ``scembed.train.train_vae``.
+"""Benchmark: the book's VAE training loop against ``scembed.vae.train.train_vae``.
 
 Both train the same network (same parameters and initialisation) with the same loss
 value, seed, optimiser settings and number of epochs on synthetic ZINB counts with
@@ -9,7 +9,7 @@ Zeisel's seven class sizes, timed in one process:
   num_workers=2), plain Adam, ``loss.item()`` per batch, validation loss per cell through
   a DataLoader too, and the loss written the textbook way (``BookVAE``);
 - ours: ``train_vae`` (one float32 tensor, shuffled index slices, size factors per
-  batch, the fused loss of ``scembed.fused``, Adam over one flat parameter buffer).
+  batch, the fused loss of ``scembed.vae.fused``, Adam over one flat parameter buffer).
 
 The two loops run interleaved, one epoch of each in turn, so that a slow spell of a
 shared machine slows both alike. Prints seconds per epoch (mean excluding the first
@@ -18,7 +18,7 @@ extra RSS during one epoch of each loop, each in a fresh process (the book's wor
 processes come on top), at the given cells and at 10x: ours needs the data tensor plus
 a constant, the book a multiple of the data.
 
-    .venv/bin/python scripts/bench_vae.py --n-cells 3005 --n-genes 1000 --epochs 20
+    .venv/bin/python tools/bench_vae.py --n-cells 3005 --n-genes 1000 --epochs 20
 """
 
 import argparse
@@ -39,12 +39,13 @@ import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 from torch.utils.data import DataLoader, Dataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from scembed.module import VAE, LossOutput  # noqa: E402
 from scembed.preprocess import split_cells  # noqa: E402
 from scembed.synthetic import simulate_counts  # noqa: E402
-from scembed.train import VAEParams, train_vae  # noqa: E402
+from scembed.vae.module import VAE, LossOutput  # noqa: E402
+from scembed.vae.params import VAEParams, resolve_params  # noqa: E402
+from scembed.vae.train import train_vae  # noqa: E402
 
 ZEISEL_SIZES = (820, 939, 399, 290, 235, 224, 98)
 MB = 2**20
@@ -217,15 +218,14 @@ def interleaved(counts: np.ndarray, split: np.ndarray, params: VAEParams, seed: 
     book = book_epochs(counts, split, params, seed)
     book_rows, book_rng = [], [torch.get_rng_state()]
 
-    def log(message):
-        if message.startswith("epoch "):
-            ours_rng = torch.get_rng_state()
-            torch.set_rng_state(book_rng[0])
-            book_rows.append(next(book))
-            book_rng[0] = torch.get_rng_state()
-            torch.set_rng_state(ours_rng)
+    def book_epoch(epoch):
+        ours_rng = torch.get_rng_state()
+        torch.set_rng_state(book_rng[0])
+        book_rows.append(next(book))
+        book_rng[0] = torch.get_rng_state()
+        torch.set_rng_state(ours_rng)
 
-    ours = train_vae(counts, split, params, seed, log=log)
+    ours = train_vae(counts, split, params, seed, log=lambda message: None, on_epoch=book_epoch)
     book_seconds, book_validation = (np.array(column) for column in zip(*book_rows, strict=True))
     return {
         "book": (book_seconds, book_validation),
@@ -239,7 +239,7 @@ def _peak_memory_job(loop: str, n_cells: int, n_genes: int, seed: int, threads: 
     torch.set_num_threads(threads)
     counts = make_counts(n_cells, n_genes, seed)
     split = split_cells(n_cells, 0.1, 0.05, 42)
-    one_epoch = VAEParams(max_epochs=1, patience=2, device="cpu")
+    one_epoch = resolve_params({"max_epochs": 1, "patience": 2, "device": "cpu"})
     run = {
         "ours": lambda c, s: train_vae(c, s, one_epoch, seed, log=lambda message: None),
         "book": lambda c, s: list(book_epochs(c, s, one_epoch, seed)),
@@ -271,7 +271,9 @@ def main():
 
     counts = make_counts(args.n_cells, args.n_genes, args.seed)
     split = split_cells(args.n_cells, 0.1, 0.05, 42)
-    params = VAEParams(max_epochs=args.epochs, patience=args.epochs + 1, device="cpu")
+    params = resolve_params(
+        {"max_epochs": args.epochs, "patience": args.epochs + 1, "device": "cpu"}
+    )
     print(
         f"{args.n_cells} cells x {args.n_genes} genes, {args.epochs} epochs, seed {args.seed}, "
         f"{args.threads} threads, torch {torch.__version__}, {psutil.cpu_count()} CPUs"
@@ -279,7 +281,7 @@ def main():
 
     # Warm-up on a slice: first-use allocations of torch (thread pools, kernels) are not
     # charged to whichever loop runs first.
-    warm = VAEParams(max_epochs=1, patience=2, device="cpu")
+    warm = resolve_params({"max_epochs": 1, "patience": 2, "device": "cpu"})
     interleaved(counts[:400], split[:400], warm, args.seed)
 
     with OtherCPU() as busy:

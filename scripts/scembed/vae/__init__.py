@@ -1,0 +1,4 @@
+"""The VAE, layered as in scvi-tools: ``distributions`` (pure log-likelihoods; ``fused``
+is their training form with a hand-written gradient) -> ``nn`` (encoder, decoder) ->
+``module`` (inference, generative, loss) -> ``train`` (the loop), with ``params``
+(presets and validation), ``device`` and ``optim`` (flat-buffer Adam) beside it."""

@@ -1,0 +1,267 @@
+"""Training loop of the VAE: seeds, minibatches, early stopping, the embedding.
+
+A plain PyTorch loop: the counts live in one float32 tensor on the device
+(:class:`TrainingData`), shuffled minibatches are sliced from it by index and size
+factors are computed per minibatch from per-cell and per-gene sums, so no dense cells x
+genes size-factor matrix and no DataLoader are needed. The count constant of the loss is
+computed once per cell, and Adam updates one flat buffer of all parameters
+(:func:`scembed.vae.optim.flat_adam`).
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from scembed.checks import check_counts
+from scembed.vae import fused
+from scembed.vae.device import resolve_device
+from scembed.vae.module import SIZE_FACTORS, VAE
+from scembed.vae.optim import flat_adam
+from scembed.vae.params import VAEParams
+
+COUNTS_FIX = (
+    "Pass the raw UMI/read counts (e.g. adata.layers['counts']), not normalised or log "
+    "data: every VAE likelihood models counts."
+)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or the embedding became NaN or infinite.
+
+    ``epoch`` is the epoch where it happened; ``best_state`` the best state_dict so far
+    (on CPU), or None, so that the caller can still save it.
+    """
+
+    def __init__(self, message: str, epoch: int, best_state: dict | None):
+        super().__init__(message)
+        self.epoch = epoch
+        self.best_state = best_state
+
+
+@dataclass
+class TrainResult:
+    """What ``train_vae`` returns; ``state_dict`` is the restored best state, on CPU."""
+
+    latent: np.ndarray
+    history: pd.DataFrame
+    state_dict: dict
+    device: str
+    stop_reason: str
+    best_epoch: int
+
+
+def size_factors(
+    row_sums: torch.Tensor, col_sums: torch.Tensor, total: float, idx: torch.Tensor, kind: str
+) -> torch.Tensor:
+    """Size factors of the cells ``idx``, broadcastable to (len(idx), genes).
+
+    "book": the book's dense matrix outer(row_sums, col_sums) rescaled to the mean of
+    the counts, i.e. row_sums[i] * col_sums[j] / total, one minibatch at a time.
+    "library": row_sums[i] / mean(row_sums), the usual library-size factor (len(idx) x 1).
+    ``row_sums`` and ``col_sums`` are over all cells and genes, ``total`` their sum.
+    """
+    if kind == "book":
+        return row_sums[idx, None] * (col_sums / total)[None, :]
+    if kind == "library":
+        return (row_sums[idx] * (row_sums.shape[0] / total))[:, None]
+    raise ValueError(f"size_factor {kind!r} is not one of {SIZE_FACTORS}")
+
+
+class TrainingData:
+    """The counts of every cell on the device, with what each minibatch needs: the
+    per-cell count constant of the loss and the row and column sums of the size factors."""
+
+    def __init__(self, counts, device: torch.device, size_factor: str):
+        # One float32 tensor for all cells; on CPU it shares memory with a float32 input.
+        if sp.issparse(counts):
+            x = torch.from_numpy(counts.astype(np.float32).toarray())
+        else:
+            x = torch.from_numpy(np.ascontiguousarray(counts, dtype=np.float32))
+        self.x = x.to(device)
+        row_sums = np.asarray(counts.sum(axis=1, dtype=np.float64)).ravel()
+        col_sums = np.asarray(counts.sum(axis=0, dtype=np.float64)).ravel()
+        self.total = float(row_sums.sum())
+        self.row_sums = torch.as_tensor(row_sums, dtype=torch.float32, device=device)
+        self.col_sums = torch.as_tensor(col_sums, dtype=torch.float32, device=device)
+        self.log_factorial = fused.log_factorial(self.x, chunk_size=1024)
+        self.size_factor = size_factor
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(counts, size factors, count constant) of the cells ``idx``."""
+        sf = size_factors(self.row_sums, self.col_sums, self.total, idx, self.size_factor)
+        return self.x[idx], sf, self.log_factorial[idx]
+
+
+def train_vae(
+    counts,
+    split,
+    params: VAEParams,
+    seed: int,
+    log: Callable[[str], None] = print,
+    on_epoch: Callable[[int], None] = lambda epoch: None,
+) -> TrainResult:
+    """Train the VAE on the "train" cells, early-stop on the "validation" cells, embed all.
+
+    ``log`` receives the progress lines; ``on_epoch(epoch)`` is called after each epoch
+    (the benchmark interleaves another loop there).
+
+    ``counts``: cells x genes counts (numpy or scipy sparse); ``split``: one of "train",
+    "validation", "test" per cell. On CPU the same seed gives a bit-identical latent.
+    Raises ValueError on bad input and NonFiniteLossError if the loss or the embedding
+    becomes NaN or infinite.
+    """
+    if counts.ndim != 2:
+        raise ValueError(f"counts must be a 2-d cells x genes matrix, got shape {counts.shape}")
+    check_counts(counts, "VAE input", fix=COUNTS_FIX)
+    n_cells, n_genes = counts.shape
+    split = np.asarray(split).astype(str)
+    if split.shape != (n_cells,):
+        raise ValueError(f"split has shape {split.shape}, expected ({n_cells},), one per cell")
+    unknown = sorted(set(np.unique(split)) - {"train", "validation", "test"})
+    if unknown:
+        raise ValueError(f"split holds {unknown}; allowed: train, validation, test")
+    train_idx, val_idx = np.flatnonzero(split == "train"), np.flatnonzero(split == "validation")
+    batch_size = params.batch_size
+    if batch_size < 2:
+        raise ValueError(f"batch_size {batch_size}: BatchNorm needs at least 2 cells per batch")
+    if len(train_idx) < (batch_size if params.drop_last else 2):
+        raise ValueError(
+            f"{len(train_idx)} training cells but batch_size {batch_size} with "
+            f"drop_last={params.drop_last}: no full minibatch; lower batch_size "
+            f"(at most {len(train_idx)}) or use more cells"
+        )
+    if len(val_idx) == 0:
+        raise ValueError(
+            "no validation cells: early stopping needs some; give the split a validation fraction"
+        )
+
+    device = resolve_device(params.device)
+    log(f"device: {device}")
+    torch.manual_seed(seed)
+    shuffle = torch.Generator().manual_seed(seed)
+    data = TrainingData(counts, device, params.size_factor)
+    train_t = torch.as_tensor(train_idx, device=device)
+    val_t = torch.as_tensor(val_idx, device=device)
+
+    model = VAE(
+        n_genes,
+        n_latent=params.n_latent,
+        n_hidden=params.n_hidden,
+        n_layers=params.n_layers,
+        likelihood=params.likelihood,
+        posterior_scale=params.posterior_scale,
+        encoder_input=params.encoder_input,
+    ).to(device)
+    optimizer = flat_adam(model, params.lr)
+
+    rows, best_state, best_loss, best_epoch, wait = [], None, float("inf"), 0, 0
+    stopped_early = False
+    for epoch in range(1, params.max_epochs + 1):
+        start_time = time.perf_counter()
+        order = train_t[torch.randperm(len(train_t), generator=shuffle).to(device)]
+        train_reconst, train_kl = _train_epoch(model, optimizer, data, order, params)
+        _check_finite(epoch, "training", train_reconst, train_kl, best_state)
+        val_reconst, val_kl = _evaluate(model, data, val_t, params.batch_size)
+        _check_finite(epoch, "validation", val_reconst, val_kl, best_state)
+        train_loss, val_loss = train_reconst + train_kl, val_reconst + val_kl
+        seconds = time.perf_counter() - start_time
+        rows.append((epoch, train_loss, val_loss, seconds))
+        log(f"epoch {epoch}: train {train_loss:.4f}, validation {val_loss:.4f}, {seconds:.2f} s")
+        on_epoch(epoch)
+
+        if val_loss < best_loss:
+            best_loss, best_epoch, wait = val_loss, epoch, 0
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        else:
+            wait += 1
+            if wait >= params.patience:
+                stopped_early = True
+                break
+    if stopped_early:
+        stop_reason = f"early stopping: no improvement in {params.patience} epochs"
+    else:
+        stop_reason = f"reached max_epochs ({params.max_epochs})"
+    stop_reason += f", best epoch {best_epoch}"
+    log(stop_reason)
+
+    model.load_state_dict(best_state)
+    latent = _embed(model, data.x, params.batch_size)
+    if not np.isfinite(latent).all():
+        raise NonFiniteLossError(
+            f"the embedding of the best epoch ({best_epoch}) is not finite; "
+            "set encoder_input: log1p or preset: stable",
+            best_epoch,
+            best_state,
+        )
+    history = pd.DataFrame(rows, columns=["epoch", "train_loss", "validation_loss", "seconds"])
+    return TrainResult(latent, history, best_state, str(device), stop_reason, best_epoch)
+
+
+def _train_epoch(model, optimizer, data: TrainingData, order, params: VAEParams):
+    """One pass over the shuffled training cells ``order``; (reconstruction, KL) per cell."""
+    model.train()
+    batch_size = params.batch_size
+    n_used = len(order) - len(order) % batch_size if params.drop_last else len(order)
+    reconst_sum = torch.zeros((), device=data.x.device)
+    kl_sum = torch.zeros((), device=data.x.device)
+    n_seen = 0
+    for start in range(0, n_used, batch_size):
+        idx = order[start : start + batch_size]
+        if len(idx) < 2:  # BatchNorm needs two cells; only possible without drop_last
+            continue
+        x, sf, log_factorial = data.batch(idx)
+        out = model.loss(x, sf, log_factorial=log_factorial)
+        optimizer.zero_grad(set_to_none=False)  # zeroes the flat gradient buffer in place
+        out.loss.backward()
+        optimizer.step()
+        reconst_sum += out.reconst_loss.detach().sum()
+        kl_sum += out.kl_divergence_z.detach().sum()
+        n_seen += len(idx)
+    reconst, kl = (torch.stack([reconst_sum, kl_sum]) / n_seen).tolist()
+    return reconst, kl
+
+
+def _evaluate(model, data: TrainingData, idx, batch_size: int) -> tuple[float, float]:
+    """Validation (reconstruction, KL) per cell, in eval mode without autograd."""
+    model.eval()
+    reconst_sum = torch.zeros((), device=data.x.device)
+    kl_sum = torch.zeros((), device=data.x.device)
+    with torch.inference_mode():
+        for start in range(0, len(idx), batch_size):
+            x, sf, log_factorial = data.batch(idx[start : start + batch_size])
+            out = model.loss(x, sf, log_factorial=log_factorial)
+            reconst_sum += out.reconst_loss.sum()
+            kl_sum += out.kl_divergence_z.sum()
+    reconst, kl = (torch.stack([reconst_sum, kl_sum]) / len(idx)).tolist()
+    return reconst, kl
+
+
+def _embed(model, x_all, batch_size: int) -> np.ndarray:
+    """Encoder mean q(z|x) of every cell, in eval mode without autograd."""
+    model.eval()
+    with torch.inference_mode():
+        parts = [
+            model.inference(x_all[start : start + batch_size])["qz_m"]
+            for start in range(0, x_all.shape[0], batch_size)
+        ]
+    return torch.cat(parts).cpu().numpy()
+
+
+def _check_finite(epoch: int, phase: str, reconst: float, kl: float, best_state) -> None:
+    """Raise NonFiniteLossError naming the non-finite term(s) and the fix."""
+    terms = [
+        name for name, value in (("reconstruction", reconst), ("KL", kl)) if not np.isfinite(value)
+    ]
+    if terms:
+        raise NonFiniteLossError(
+            f"epoch {epoch}: the {phase} {' and '.join(terms)} loss is not finite "
+            f"(reconstruction {reconst}, KL {kl}); set encoder_input: log1p, a lower lr, "
+            "or preset: stable",
+            epoch,
+            best_state,
+        )
