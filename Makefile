@@ -4,7 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
-CONFIG ?= config/config.yaml
+# `make report` reports the last `make run`/`make demo` (recorded in results/.last-config)
+LAST_CONFIG := $(shell cat results/.last-config 2>/dev/null)
+CONFIG ?= $(or $(LAST_CONFIG),config/config.yaml)
+RESULTS_DIR = $(shell $(BIN)/python -c "import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get('results_dir', 'results'))" $(CONFIG))
 SNAKEMAKE := $(BIN)/snakemake
 
 .PHONY: venv run demo test lint format bench report dry-run test-slurm clean
@@ -18,16 +21,18 @@ $(BIN)/snakemake: requirements.txt
 
 venv: $(BIN)/snakemake
 
-run: $(BIN)/snakemake ## the book's analysis on Zeisel 2015 (downloads the data)
+run: $(BIN)/snakemake ## the book's analysis on Zeisel 2015 (downloads the data) -> results/
+	mkdir -p results && echo config/config.yaml > results/.last-config
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --configfile config/config.yaml
 	$(MAKE) report CONFIG=config/config.yaml
 
-demo: $(BIN)/snakemake ## the same on pbmc68k, offline
+demo: $(BIN)/snakemake ## the same on pbmc68k, offline -> results/demo/
+	mkdir -p results && echo config/demo.yaml > results/.last-config
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --configfile config/demo.yaml
 	$(MAKE) report CONFIG=config/demo.yaml
 
-report: $(BIN)/snakemake ## HTML report of a finished run: make report [CONFIG=config/demo.yaml]
-	$(SNAKEMAKE) --configfile $(CONFIG) --report results/report.html
+report: $(BIN)/snakemake ## HTML report of the last run (or: make report CONFIG=my.yaml)
+	$(SNAKEMAKE) --report $(RESULTS_DIR)/report.html --configfile $(CONFIG)
 
 test: $(BIN)/snakemake lint ## unit and workflow tests
 	$(BIN)/python -m pytest

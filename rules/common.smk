@@ -1,4 +1,5 @@
 import copy
+import os
 import re
 import sys
 
@@ -28,6 +29,7 @@ for message in version_mismatches():
 DATASETS = list(config["datasets"])
 METHODS = list(config["methods"])
 SEEDS = list(config["seeds"])
+RESULTS = os.path.normpath(config["results_dir"])  # the folder of every output
 
 if config["baseline"] not in ("auto", "none", *METHODS):
     raise ValueError(
@@ -53,11 +55,11 @@ wildcard_constraints:
 
 def get_final_outputs():
     summary = [
-        f"results/summary/{name}"
+        f"{RESULTS}/summary/{name}"
         for name in ("metrics.tsv", "comparison.tsv", "summary.md", "provenance.json")
     ]
     figures = expand(
-        "results/summary/{dataset}/{figure}.png",
+        f"{RESULTS}/summary/{{dataset}}/{{figure}}.png",
         dataset=DATASETS,
         figure=["metrics", "umaps", "losses", "heatmap"],
     )
@@ -67,6 +69,16 @@ def get_final_outputs():
 def get_dataset(wildcards):
     """The dataset's validated options (schema defaults filled in)."""
     return config["datasets"][wildcards.dataset]
+
+
+def get_source_params(wildcards):
+    """The dataset's source options only: a `preprocess` or `cluster` override of the
+    dataset must not rerun the download and the import."""
+    return {
+        key: value
+        for key, value in get_dataset(wildcards).items()
+        if key not in ("preprocess", "cluster")
+    }
 
 
 def get_method(wildcards):
@@ -87,7 +99,7 @@ def get_import_inputs(wildcards):
     """Files the import reads: the download (zeisel2015 without `path`) or the user's file."""
     dataset = get_dataset(wildcards)
     if dataset["source"] == "zeisel2015" and "path" not in dataset:
-        folder = f"results/{wildcards.dataset}/download"
+        folder = f"{RESULTS}/{wildcards.dataset}/download"
         return {
             "download": f"{folder}/expression.txt",
             "provenance": f"{folder}/download.json",
@@ -103,7 +115,7 @@ def get_import_inputs(wildcards):
 def get_run_outputs(name):
     """One file per dataset x method x seed, e.g. get_run_outputs("metrics.json")."""
     return expand(
-        f"results/{{dataset}}/{{method}}/seed{{seed}}/{name}",
+        f"{RESULTS}/{{dataset}}/{{method}}/seed{{seed}}/{name}",
         dataset=DATASETS,
         method=METHODS,
         seed=SEEDS,
@@ -117,9 +129,9 @@ def get_dataset_run_keys(wildcards):
 
 def get_dataset_runs(wildcards):
     """Clusters of every run, histories of VAE runs, and the metrics table."""
-    folder = f"results/{wildcards.dataset}"
+    folder = f"{RESULTS}/{wildcards.dataset}"
     return {
-        "metrics": "results/summary/metrics.tsv",
+        "metrics": f"{RESULTS}/summary/metrics.tsv",
         "clusters": [
             f"{folder}/{method}/seed{seed}/clusters.tsv"
             for method, seed in get_dataset_run_keys(wildcards)

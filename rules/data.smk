@@ -4,14 +4,14 @@ localrules:
 
 rule download_zeisel:
     output:
-        data="results/{dataset}/download/expression.txt",
-        provenance="results/{dataset}/download/download.json",
+        data=f"{RESULTS}/{{dataset}}/download/expression.txt",
+        provenance=f"{RESULTS}/{{dataset}}/download/download.json",
     log:
-        "results/logs/download_zeisel/{dataset}.log",
+        f"{RESULTS}/logs/download_zeisel/{{dataset}}.log",
     conda:
         "../envs/scanpy.yaml"
     params:
-        dataset=get_dataset,
+        dataset=get_source_params,
     script:
         "../scripts/download_zeisel.py"
 
@@ -20,15 +20,15 @@ rule import_dataset:
     input:
         unpack(get_import_inputs),
     output:
-        "results/{dataset}/raw.h5ad",
+        f"{RESULTS}/{{dataset}}/raw.h5ad",
     log:
-        "results/logs/import_dataset/{dataset}.log",
+        f"{RESULTS}/logs/import_dataset/{{dataset}}.log",
     benchmark:
-        "results/benchmarks/import_dataset/{dataset}.tsv"
+        f"{RESULTS}/benchmarks/import_dataset/{{dataset}}.tsv"
     conda:
         "../envs/scanpy.yaml"
     params:
-        dataset=get_dataset,
+        dataset=get_source_params,
         name="{dataset}",
     script:
         "../scripts/import_dataset.py"
@@ -36,13 +36,13 @@ rule import_dataset:
 
 rule preprocess:
     input:
-        "results/{dataset}/raw.h5ad",
+        f"{RESULTS}/{{dataset}}/raw.h5ad",
     output:
-        "results/{dataset}/preprocessed.h5ad",
+        f"{RESULTS}/{{dataset}}/preprocessed.h5ad",
     log:
-        "results/logs/preprocess/{dataset}.log",
+        f"{RESULTS}/logs/preprocess/{{dataset}}.log",
     benchmark:
-        "results/benchmarks/preprocess/{dataset}.tsv"
+        f"{RESULTS}/benchmarks/preprocess/{{dataset}}.tsv"
     conda:
         "../envs/scanpy.yaml"
     params:

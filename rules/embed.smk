@@ -1,12 +1,12 @@
 rule embed_pca:
     input:
-        "results/{dataset}/preprocessed.h5ad",
+        f"{RESULTS}/{{dataset}}/preprocessed.h5ad",
     output:
-        "results/{dataset}/{method}/seed{seed}/embedding.h5ad",
+        f"{RESULTS}/{{dataset}}/{{method}}/seed{{seed}}/embedding.h5ad",
     log:
-        "results/logs/embed_pca/{dataset}/{method}/seed{seed}.log",
+        f"{RESULTS}/logs/embed_pca/{{dataset}}/{{method}}/seed{{seed}}.log",
     benchmark:
-        "results/benchmarks/embed_pca/{dataset}/{method}/seed{seed}.tsv"
+        f"{RESULTS}/benchmarks/embed_pca/{{dataset}}/{{method}}/seed{{seed}}.tsv"
     wildcard_constraints:
         method=names_regex(methods_of_kind("pca")),
     conda:
@@ -19,16 +19,16 @@ rule embed_pca:
 
 rule train_vae:
     input:
-        "results/{dataset}/preprocessed.h5ad",
+        f"{RESULTS}/{{dataset}}/preprocessed.h5ad",
     output:
-        embedding="results/{dataset}/{method}/seed{seed}/embedding.h5ad",
-        model="results/{dataset}/{method}/seed{seed}/model.pt",
-        history="results/{dataset}/{method}/seed{seed}/history.tsv",
-        loss="results/{dataset}/{method}/seed{seed}/loss.png",
+        embedding=f"{RESULTS}/{{dataset}}/{{method}}/seed{{seed}}/embedding.h5ad",
+        model=f"{RESULTS}/{{dataset}}/{{method}}/seed{{seed}}/model.pt",
+        history=f"{RESULTS}/{{dataset}}/{{method}}/seed{{seed}}/history.tsv",
+        loss=f"{RESULTS}/{{dataset}}/{{method}}/seed{{seed}}/loss.png",
     log:
-        "results/logs/train_vae/{dataset}/{method}/seed{seed}.log",
+        f"{RESULTS}/logs/train_vae/{{dataset}}/{{method}}/seed{{seed}}.log",
     benchmark:
-        "results/benchmarks/train_vae/{dataset}/{method}/seed{seed}.tsv"
+        f"{RESULTS}/benchmarks/train_vae/{{dataset}}/{{method}}/seed{{seed}}.tsv"
     wildcard_constraints:
         method=names_regex(methods_of_kind("vae")),
     conda:
@@ -38,6 +38,6 @@ rule train_vae:
         gpu=1,
     params:
         method=get_method,
-        failed_checkpoint="results/logs/train_vae/{dataset}/{method}/seed{seed}.best.pt",
+        failed_checkpoint=f"{RESULTS}/logs/train_vae/{{dataset}}/{{method}}/seed{{seed}}.best.pt",
     script:
         "../scripts/train_vae.py"

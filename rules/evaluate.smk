@@ -1,14 +1,14 @@
 rule cluster:
     input:
-        "results/{dataset}/{method}/seed{seed}/embedding.h5ad",
+        f"{RESULTS}/{{dataset}}/{{method}}/seed{{seed}}/embedding.h5ad",
     output:
-        clusters="results/{dataset}/{method}/seed{seed}/clusters.tsv",
-        umap="results/{dataset}/{method}/seed{seed}/umap.png",
-        metrics="results/{dataset}/{method}/seed{seed}/metrics.json",
+        clusters=f"{RESULTS}/{{dataset}}/{{method}}/seed{{seed}}/clusters.tsv",
+        umap=f"{RESULTS}/{{dataset}}/{{method}}/seed{{seed}}/umap.png",
+        metrics=f"{RESULTS}/{{dataset}}/{{method}}/seed{{seed}}/metrics.json",
     log:
-        "results/logs/cluster/{dataset}/{method}/seed{seed}.log",
+        f"{RESULTS}/logs/cluster/{{dataset}}/{{method}}/seed{{seed}}.log",
     benchmark:
-        "results/benchmarks/cluster/{dataset}/{method}/seed{seed}.tsv"
+        f"{RESULTS}/benchmarks/cluster/{{dataset}}/{{method}}/seed{{seed}}.tsv"
     conda:
         "../envs/scanpy.yaml"
     params:

@@ -3,12 +3,12 @@ rule summarize:
         get_run_outputs("metrics.json"),
     output:
         report(
-            "results/summary/metrics.tsv",
+            f"{RESULTS}/summary/metrics.tsv",
             caption="../report/metrics_table.rst",
             category="Summary",
         ),
     log:
-        "results/logs/summarize/summarize.log",
+        f"{RESULTS}/logs/summarize/summarize.log",
     conda:
         "../envs/scanpy.yaml"
     script:
@@ -17,20 +17,20 @@ rule summarize:
 
 rule compare:
     input:
-        "results/summary/metrics.tsv",
+        f"{RESULTS}/summary/metrics.tsv",
     output:
         comparison=report(
-            "results/summary/comparison.tsv",
+            f"{RESULTS}/summary/comparison.tsv",
             caption="../report/comparison.rst",
             category="Summary",
         ),
         headline=report(
-            "results/summary/summary.md",
+            f"{RESULTS}/summary/summary.md",
             caption="../report/headline.rst",
             category="Summary",
         ),
     log:
-        "results/logs/compare/compare.log",
+        f"{RESULTS}/logs/compare/compare.log",
     conda:
         "../envs/scanpy.yaml"
     params:
@@ -44,31 +44,31 @@ rule plot_dataset:
         unpack(get_dataset_runs),
     output:
         metrics=report(
-            "results/summary/{dataset}/metrics.png",
+            f"{RESULTS}/summary/{{dataset}}/metrics.png",
             caption="../report/metrics_figure.rst",
             category="Figures",
             subcategory="{dataset}",
         ),
         umaps=report(
-            "results/summary/{dataset}/umaps.png",
+            f"{RESULTS}/summary/{{dataset}}/umaps.png",
             caption="../report/umaps.rst",
             category="Figures",
             subcategory="{dataset}",
         ),
         losses=report(
-            "results/summary/{dataset}/losses.png",
+            f"{RESULTS}/summary/{{dataset}}/losses.png",
             caption="../report/losses.rst",
             category="Figures",
             subcategory="{dataset}",
         ),
         heatmap=report(
-            "results/summary/{dataset}/heatmap.png",
+            f"{RESULTS}/summary/{{dataset}}/heatmap.png",
             caption="../report/heatmap.rst",
             category="Figures",
             subcategory="{dataset}",
         ),
     log:
-        "results/logs/plot_dataset/{dataset}.log",
+        f"{RESULTS}/logs/plot_dataset/{{dataset}}.log",
     conda:
         "../envs/scanpy.yaml"
     params:
@@ -79,16 +79,16 @@ rule plot_dataset:
 
 rule provenance:
     input:
-        raw=expand("results/{dataset}/raw.h5ad", dataset=DATASETS),
-        metrics="results/summary/metrics.tsv",
+        raw=expand(f"{RESULTS}/{{dataset}}/raw.h5ad", dataset=DATASETS),
+        metrics=f"{RESULTS}/summary/metrics.tsv",
     output:
         report(
-            "results/summary/provenance.json",
+            f"{RESULTS}/summary/provenance.json",
             caption="../report/provenance.rst",
             category="Summary",
         ),
     log:
-        "results/logs/provenance/provenance.log",
+        f"{RESULTS}/logs/provenance/provenance.log",
     conda:
         "../envs/scanpy.yaml"
     params:

@@ -2,7 +2,8 @@
 
 import pandas as pd
 
-from scembed.compare import METRICS, median_ari_seed
+from scembed.compare import median_ari_seed
+from scembed.metrics import METRIC_NAMES
 from scembed.plots import heatmap_figure, losses_figure, metrics_figure, umap_grid_figure
 from scembed.runtime import atomic_path, setup_logging
 
@@ -25,7 +26,9 @@ def main(snakemake):
         histories[f"{method} {seed}"] = pd.read_csv(path, sep="\t")
 
     figures = {
-        "metrics": lambda out: metrics_figure(metrics, METRICS, f"{dataset}: metrics by seed", out),
+        "metrics": lambda out: metrics_figure(
+            metrics, METRIC_NAMES, f"{dataset}: metrics by seed", out
+        ),
         "umaps": lambda out: umap_grid_figure(median_runs, f"{dataset}: UMAPs", out),
         "losses": lambda out: losses_figure(histories, f"{dataset}: VAE losses", out),
         "heatmap": lambda out: heatmap_figure(median_runs, f"{dataset}: clusters vs labels", out),

@@ -252,3 +252,21 @@ def test_version_mismatches_name_the_package_and_the_fix(tmp_path):
 def test_this_environment_has_the_pinned_versions():
     """make venv installs the pins: the check must be silent here (and so not cry wolf)."""
     assert version_mismatches() == []
+
+
+def test_every_metric_reaches_every_table():
+    """METRICS is the one list: evaluation computes each, comparison and headline read it."""
+    from scembed.metrics import METRIC_NAMES, METRICS
+
+    adata = partly_labelled(n_missing=0)
+    scores = evaluate_embedding(adata, seed=0, **CLUSTER)
+    assert set(METRIC_NAMES) <= set(scores)
+    table = metrics_rows({"pca": "pca", "vae": "vae"}, [0, 1])
+    for name in METRIC_NAMES:
+        table[name] = table.get(name, 0.5)
+    comparison = compare_methods(table)
+    assert set(comparison["metric"]) == set(METRIC_NAMES)
+    headline = headline_markdown(table, comparison)
+    for metric in METRICS:
+        if metric.headline:
+            assert metric.headline.format(resolution=0.8) in headline

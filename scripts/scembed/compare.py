@@ -5,18 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-METRICS = (
-    "ari",
-    "nmi",
-    "ami",
-    "n_clusters",
-    "matched_ari",
-    "matched_nmi",
-    "kmeans_ari",
-    "kmeans_nmi",
-    "silhouette",
-    "knn_accuracy",
-)
+from scembed.metrics import METRIC_NAMES, METRICS
+
 N_BOOTSTRAP = 10_000
 
 
@@ -64,7 +54,7 @@ def compare_methods(metrics: pd.DataFrame, baseline: str = "auto") -> pd.DataFra
     baseline = pick_baseline(metrics, baseline)
     rows = []
     for dataset, runs in metrics.groupby("dataset", sort=False):
-        for metric in [m for m in METRICS if m in runs.columns]:
+        for metric in [m for m in METRIC_NAMES if m in runs.columns]:
             wide = runs.pivot(index="seed", columns="method", values=metric).astype(float)
             for method in dict.fromkeys(runs["method"]):
                 values = wide[method].dropna()
@@ -109,21 +99,20 @@ def headline_markdown(metrics: pd.DataFrame, comparison: pd.DataFrame) -> str:
         n_scored = int(runs["n_scored"].iloc[0]) if "n_scored" in runs else n_cells
         scored = "" if n_scored == n_cells else f", {n_scored} of them labelled and scored"
         resolutions = sorted(set(runs["resolution"])) if "resolution" in runs else [1.0]
-        resolution = ", ".join(f"{r:g}" for r in resolutions)
+        resolution = ", ".join(str(float(r)) for r in resolutions)
+        shown = [m for m in METRICS if m.headline and m.name in runs]
+        header = [m.headline.format(resolution=resolution) for m in shown]
         lines += [
             f"## {dataset} ({n_cells} cells{scored}, {n_labels} labels)",
             "",
-            f"| method | seeds | ARI (Leiden, res. {resolution}) | clusters | matched-k ARI "
-            "| k-means ARI | NMI | kNN accuracy |",
-            "|---|---|---|---|---|---|---|---|",
+            "| " + " | ".join(["method", "seeds", *header]) + " |",
+            "|" + "---|" * (2 + len(shown)),
         ]
         for method, group in runs.groupby("method", sort=False):
-            lines.append(
-                f"| {method} | {len(group)} | {_mean_sd(group['ari'])} "
-                f"| {group['n_clusters'].mean():.1f} | {_mean_sd(group['matched_ari'])} "
-                f"| {_mean_sd(group['kmeans_ari'])} | {_mean_sd(group['nmi'])} "
-                f"| {_mean_sd(group['knn_accuracy'])} |"
-            )
+            cells = [
+                f"{group[m.name].mean():.1f}" if m.count else _mean_sd(group[m.name]) for m in shown
+            ]
+            lines.append("| " + " | ".join([method, str(len(group)), *cells]) + " |")
         lines.append("")
         paired = comparison[
             (comparison["dataset"] == dataset)

@@ -2,12 +2,44 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from sklearn import metrics
 from sklearn.cluster import KMeans
 from sklearn.neighbors import KNeighborsClassifier
 
 SILHOUETTE_MAX_CELLS = 10_000  # silhouette is O(n^2): score a seeded sample beyond this
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A score of one run: its column in metrics.tsv, whether comparison.tsv and the
+    figures carry it (all do), and its column in the headline table (``headline``: the
+    header, None for no column; ``{resolution}`` is filled in)."""
+
+    name: str
+    headline: str | None = None
+    count: bool = False  # shown as a mean without its spread
+
+
+METRICS = (
+    Metric("ari", "ARI (Leiden, res. {resolution})"),
+    Metric("n_clusters", "clusters", count=True),
+    Metric("matched_ari", "matched-k ARI"),
+    Metric("kmeans_ari", "k-means ARI"),
+    Metric("nmi", "NMI"),
+    Metric("knn_accuracy", "kNN accuracy"),
+    Metric("ami"),
+    Metric("matched_nmi"),
+    Metric("kmeans_nmi"),
+    Metric("silhouette"),
+)
+"""Every score, in the order of metrics.tsv, comparison.tsv, the figures and the headline:
+the one place to add a metric (and compute it in ``scembed.evaluate``)."""
+METRIC_NAMES = tuple(metric.name for metric in METRICS)
+RUN_COLUMNS = ("dataset", "method", "seed", "n_cells", "n_genes", "n_labels", "n_scored")
+"""The columns of metrics.tsv before the metrics: what ran, on how many cells."""
 
 
 def cluster_scores(labels, clusters) -> dict:
