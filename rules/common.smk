@@ -6,18 +6,27 @@ import sys
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-# A --configfile REPLACES config/config.yaml instead of being merged into it: merging
-# would silently keep the default datasets (and their download) in every user's run.
-# Plain --config KEY=VALUE overrides still apply on top of whichever file is in use.
-if workflow.overwrite_configfiles:
-    config.clear()
-    config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
-    logger.info(
-        "Using only the config given with --configfile (config/config.yaml is replaced, "
-        "not extended; keys it leaves out take the schema's defaults)."
-    )
+
+def use_only_the_given_configfiles():
+    """A --configfile REPLACES config/config.yaml instead of being merged into it: merging
+    would silently keep the default datasets (and their download) in every user's run.
+    Plain --config KEY=VALUE overrides still apply on top of whichever file is in use.
+
+    Snakemake has no supported switch for this; it reads two of its internals
+    (``workflow.overwrite_configfiles``, ``workflow.config_settings.overwrite_config``).
+    tests/test_workflow.py::test_configfile_replaces_default_config fails when an upgrade
+    breaks them.
+    """
+    if workflow.overwrite_configfiles:
+        config.clear()
+        config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
+        logger.info(
+            "Using only the config given with --configfile (config/config.yaml is "
+            "replaced, not extended; keys it leaves out take the schema's defaults)."
+        )
 
 
+use_only_the_given_configfiles()
 validate(config, schema="../config/schema/config.schema.yaml")
 
 sys.path.insert(0, f"{workflow.basedir}/scripts")

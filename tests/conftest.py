@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import anndata as ad
+import numpy as np
+import pandas as pd
 import pytest
+import scipy.sparse as sp
 import yaml
+
+from scembed.sources import ZEISEL_FIELDS
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -17,6 +27,15 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.Compl
     """Run this repository's Snakefile with ``workdir`` as working directory."""
     cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+
+
+def schema_defaults(section: str) -> dict:
+    """The schema's defaults of a top-level section (``preprocess``, ``cluster``): the one
+    home of the defaults, which the library's signatures do not restate."""
+    schema = yaml.safe_load((REPO / "config" / "schema" / "config.schema.yaml").read_text())
+    return {
+        key: spec["default"] for key, spec in schema["properties"][section]["properties"].items()
+    }
 
 
 def write_config(path: Path, config: dict) -> Path:
@@ -40,3 +59,134 @@ def synthetic_config(**overrides) -> dict:
     config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
     config.update(overrides)
     return config
+
+
+# --------------------------------------------------------------------------- shared data
+
+N_CELLS, N_GENES = 12, 30
+LEVEL1 = ["oligodendrocytes", "pyramidal CA1", "microglia"]
+LEVEL2 = ["Oligo1", "Oligo2", "CA1Pyr1", "CA1Pyr2", "Mgl1", "Mgl2"]
+
+DEFAULT_PLAN = {
+    "download_zeisel": 1,
+    "import_dataset": 1,
+    "preprocess": 1,
+    "embed_pca": 5,
+    "train_vae": 5,
+    "cluster": 10,
+    "summarize": 1,
+    "compare": 1,
+    "plot_dataset": 1,
+    "provenance": 1,
+    "all": 1,
+}
+
+
+def zeisel_example(seed: int = 0):
+    """Known counts (genes x cells, as in the file), cell ids, labels and gene symbols."""
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(3.0, size=(N_GENES, N_CELLS))
+    counts[0, :] = np.arange(N_CELLS) * 1000  # large values; a count of 0 in the first cell
+    counts[1, :] = 0  # a gene never seen
+    cell_ids = [f"1772071015_C{i:02d}" for i in range(N_CELLS)]
+    level2 = [LEVEL2[i % len(LEVEL2)] for i in range(N_CELLS)]
+    level1 = [LEVEL1[LEVEL2.index(name) // 2] for name in level2]
+    genes = [f"Gene{j}" for j in range(N_GENES)]
+    return counts, cell_ids, level1, level2, genes
+
+
+def zeisel_text(counts, cell_ids, level1, level2, genes, fields=ZEISEL_FIELDS) -> str:
+    """The Zeisel 2015 expression file (BOOK.md): 10 metadata rows, a separator, genes."""
+    n_cells = counts.shape[1]
+    values = {
+        "tissue": ["sscortex" if i % 2 else "ca1hippocampus" for i in range(n_cells)],
+        "group #": [str(1 + i % 3) for i in range(n_cells)],
+        "total mRNA mol": [str(int(c)) for c in counts.sum(axis=0)],
+        "well": [str(i + 1) for i in range(n_cells)],
+        "sex": ["1" if i % 2 else "-1" for i in range(n_cells)],
+        "age": ["21"] * n_cells,
+        "diameter": [f"{8 + i * 0.5:.1f}" for i in range(n_cells)],
+        "cell_id": cell_ids,
+        "level1class": level1,
+        "level2class": level2,
+    }
+    rows = [["", name, *values[field]] for name, field in zip(fields, ZEISEL_FIELDS, strict=True)]
+    rows.append([""] * (n_cells + 2))
+    for j, gene in enumerate(genes):
+        rows.append([gene, str(1 + j % 7), *(str(int(c)) for c in counts[j])])
+    return "\n".join("\t".join(row) for row in rows) + "\n"
+
+
+def write_zeisel(path: Path, seed: int = 0) -> dict:
+    """Write a small Zeisel-format file; return what it holds (counts as cells x genes)."""
+    counts, cell_ids, level1, level2, genes = zeisel_example(seed)
+    path.write_text(zeisel_text(counts, cell_ids, level1, level2, genes))
+    return {
+        "path": path,
+        "counts": counts.T,
+        "cell_ids": cell_ids,
+        "level1": level1,
+        "level2": level2,
+        "genes": genes,
+    }
+
+
+def closed_port_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens (connection refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/expression.txt"
+
+
+class Routes(http.server.BaseHTTPRequestHandler):
+    """Serves ``server.routes[path] = (body, content_length or None)``; 404 otherwise."""
+
+    def do_GET(self):  # noqa: N802 - the http.server API
+        route = self.server.routes.get(self.path)
+        if route is None:
+            self.send_error(404, "Not Found")
+            return
+        body, length = route
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def log_message(self, *args):  # keep the test output quiet
+        pass
+
+
+@contextlib.contextmanager
+def serve(routes: dict):
+    """An HTTP server on 127.0.0.1 (free port) in a thread; yields its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Routes)
+    server.routes = routes
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def labelled_h5ad(path: Path, layer: bool = False) -> np.ndarray:
+    """An h5ad file with integer counts (in X, or in a layer with log-normalised X)."""
+    rng = np.random.default_rng(1)
+    counts = rng.poisson(2.0, size=(20, 8)).astype(np.float32)
+    counts[:, 0] += 1  # no empty cell
+    obs = pd.DataFrame(
+        {"cell_type": [f"t{i % 3}" for i in range(20)], "batch": ["b1"] * 20},
+        index=[f"c{i}" for i in range(20)],
+    )
+    adata = ad.AnnData(X=sp.csr_matrix(counts), obs=obs)
+    if layer:
+        adata.layers["raw_counts"] = adata.X.copy()
+        normalised = counts / counts.sum(1, keepdims=True) * 1e4
+        adata.X = sp.csr_matrix(np.log1p(normalised))
+    adata.write_h5ad(path)
+    return counts

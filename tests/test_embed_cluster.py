@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import inspect
+
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import schema_defaults
 from sklearn.decomposition import PCA
 
 from scembed.cluster import cluster_embedding
 from scembed.embedding import EMBEDDING_KEY
 from scembed.metrics import cluster_scores
 from scembed.pca import pca_embedding
+
+GRAPH = {
+    key: value
+    for key, value in schema_defaults("cluster").items()
+    if key in inspect.signature(cluster_embedding).parameters
+}
 
 # --------------------------------------------------------------------------- PCA
 
@@ -86,7 +95,9 @@ def embedding_adata(points, labels):
 def clustered():
     points, labels = blobs()
     runs = [
-        cluster_embedding(embedding_adata(points, labels), seed=seed, n_neighbors=15)
+        cluster_embedding(
+            embedding_adata(points, labels), seed=seed, **{**GRAPH, "n_neighbors": 15}
+        )
         for seed in (0, 0)
     ]
     return labels, runs
@@ -112,7 +123,7 @@ def test_cluster_embedding_refuses_non_finite(bad):
     points[7, 3] = bad
     points[12, 0] = bad
     with pytest.raises(ValueError, match=r"non-finite values in 2 cells \(first: cell 7\)"):
-        cluster_embedding(embedding_adata(points, labels), seed=0, n_neighbors=5)
+        cluster_embedding(embedding_adata(points, labels), seed=0, **{**GRAPH, "n_neighbors": 5})
 
 
 # --------------------------------------------------------------------------- scores

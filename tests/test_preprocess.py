@@ -8,10 +8,13 @@ import pandas as pd
 import pytest
 import scanpy as sc
 import scipy.sparse as sp
+from conftest import schema_defaults
 
 from scembed.checks import DataError
 from scembed.preprocess import preprocess, select_genes, split_cells
 
+DEFAULTS = schema_defaults("preprocess")
+SPLIT = {"n_top_genes": 40, "min_genes": 12, "test_fraction": 0.1, "split_seed": 3}
 N_CELLS, N_GENES = 300, 80
 
 
@@ -85,7 +88,12 @@ def test_unknown_gene_selection(raw):
 def test_preprocess_matches_scanpy(raw, log1p, target_sum):
     n_top, min_genes = 40, 12
     result = preprocess(
-        raw, n_top_genes=n_top, min_genes=min_genes, target_sum=target_sum, log1p=log1p
+        raw,
+        **{
+            **DEFAULTS,
+            **{"n_top_genes": n_top, "min_genes": min_genes},
+            **{"target_sum": target_sum, "log1p": log1p},
+        },
     )
 
     genes = top_variance_genes(raw.X.toarray(), n_top)
@@ -118,7 +126,10 @@ def test_preprocess_matches_scanpy(raw, log1p, target_sum):
 
 
 def test_preprocess_split(raw):
-    result = preprocess(raw, n_top_genes=40, min_genes=12, test_fraction=0.1, split_seed=3)
+    result = preprocess(
+        raw,
+        **{**DEFAULTS, "n_top_genes": 40, "min_genes": 12, "test_fraction": 0.1, "split_seed": 3},
+    )
     assert list(result.obs["split"].cat.categories) == ["test", "train", "validation"]
     np.testing.assert_array_equal(
         result.obs["split"].to_numpy(), split_cells(result.n_obs, 0.1, 0.1, 3)
@@ -127,7 +138,7 @@ def test_preprocess_split(raw):
 
 def test_preprocess_refuses_too_few_cells(raw):
     with pytest.raises(DataError, match="Lower `min_genes`"):
-        preprocess(raw, n_top_genes=40, min_genes=41)
+        preprocess(raw, **{**DEFAULTS, "n_top_genes": 40, "min_genes": 41})
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from conftest import schema_defaults
 from sklearn import metrics as skm
 from sklearn.neighbors import NearestNeighbors
 
@@ -102,7 +103,10 @@ def partly_labelled(n: int = 300, n_missing: int = 30, seed: int = 0) -> ad.AnnD
     return adata
 
 
-CLUSTER = {"n_neighbors": 10, "knn_k": 5, "kmeans_n_init": 4, "bisection_max_steps": 20}
+CLUSTER = {
+    **schema_defaults("cluster"),
+    **{"n_neighbors": 10, "knn_k": 5, "kmeans_n_init": 4, "bisection_max_steps": 20},
+}
 
 
 def test_unlabelled_cells_are_clustered_but_not_scored():
@@ -270,3 +274,25 @@ def test_every_metric_reaches_every_table():
     for metric in METRICS:
         if metric.headline:
             assert metric.headline.format(resolution=0.8) in headline
+
+
+def test_schema_enums_are_the_codes_choices():
+    """The schema's allowed values are those the code accepts (defined once each)."""
+    import yaml
+    from conftest import REPO
+
+    from scembed.cluster import KNN_SEARCHES
+    from scembed.vae.params import CHOICES, PRESETS
+
+    schema = yaml.safe_load((REPO / "config/schema/config.schema.yaml").read_text())
+    vae = schema["$defs"]["vae"]["properties"]
+    for key, allowed in CHOICES.items():
+        assert vae[key]["enum"] == list(allowed), key
+    assert vae["preset"]["enum"] == list(PRESETS)
+    assert set(vae) - {"kind", "preset"} == set(PRESETS["book"])  # every parameter described
+    cluster = schema["$defs"]["cluster"]["properties"]
+    assert cluster["knn_search"]["enum"] == list(KNN_SEARCHES)
+    assert set(schema["properties"]["cluster"]["properties"]) == set(cluster)
+    assert set(schema["properties"]["preprocess"]["properties"]) == set(
+        schema["$defs"]["preprocess"]["properties"]
+    )

@@ -17,11 +17,19 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, snakemake, synthetic_config, write_config
+from conftest import (
+    DEFAULT_PLAN,
+    REPO,
+    closed_port_url,
+    labelled_h5ad,
+    serve,
+    snakemake,
+    synthetic_config,
+    write_config,
+    write_zeisel,
+)
 from dry_run import job_counts
 from sklearn.metrics import adjusted_rand_score
-from test_profiles import DEFAULT_PLAN
-from test_sources import closed_port_url, labelled_h5ad, serve, write_zeisel
 
 pytestmark = pytest.mark.workflow
 

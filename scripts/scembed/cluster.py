@@ -142,15 +142,18 @@ def umap(adata: ad.AnnData, seed: int, min_dist: float = 0.5) -> np.ndarray:
 def cluster_embedding(
     adata: ad.AnnData,
     seed: int,
-    n_neighbors: int = 20,
-    knn_search: str = "auto",
-    resolution: float = 1.0,
-    leiden_flavor: str = "leidenalg",
-    leiden_n_iterations: int = -1,
-    leiden_directed: bool = True,
-    umap_min_dist: float = 0.5,
+    *,
+    n_neighbors: int,
+    knn_search: str,
+    resolution: float,
+    leiden_flavor: str,
+    leiden_n_iterations: int,
+    leiden_directed: bool,
+    umap_min_dist: float,
 ) -> ad.AnnData:
-    """Graph, Leiden (``obs["leiden"]``) and UMAP (``obsm["X_umap"]``) on ``obsm["X_emb"]``."""
+    """Graph, Leiden (``obs["leiden"]``) and UMAP (``obsm["X_umap"]``) on ``obsm["X_emb"]``.
+
+    The parameters are the config's ``cluster`` keys (defaults in the schema)."""
     check_embedding(adata.obsm[EMBEDDING_KEY], "cluster")
     neighbors_graph(adata, n_neighbors, seed, knn_search)
     leiden(adata, resolution, seed, leiden_flavor, leiden_n_iterations, leiden_directed)

@@ -17,9 +17,10 @@ from scembed.metrics import (
 def evaluate_embedding(
     adata: ad.AnnData,
     seed: int,
-    knn_k: int = 15,
-    bisection_max_steps: int = 30,
-    kmeans_n_init: int = 10,
+    *,
+    knn_k: int,
+    bisection_max_steps: int,
+    kmeans_n_init: int,
     **cluster_params,
 ) -> dict:
     """Cluster ``obsm["X_emb"]`` three ways and score the embedding; returns the metrics.
@@ -42,9 +43,7 @@ def evaluate_embedding(
     embedding = adata.obsm[EMBEDDING_KEY]
     cluster_embedding(adata, seed, **cluster_params)
     leiden_kwargs = {
-        name: cluster_params[f"leiden_{name}"]
-        for name in ("flavor", "n_iterations", "directed")
-        if f"leiden_{name}" in cluster_params
+        name: cluster_params[f"leiden_{name}"] for name in ("flavor", "n_iterations", "directed")
     }
     scores = cluster_scores(labels, adata.obs["leiden"].to_numpy()[scored])
 

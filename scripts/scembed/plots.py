@@ -12,6 +12,13 @@ import pandas as pd  # noqa: E402
 UNLABELLED = "unlabelled"
 
 
+def _save(fig, path: str, dpi: int = 120) -> None:
+    """Lay out, write and close a figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
 def _scatter(ax, xy: np.ndarray, groups, title: str) -> None:
     groups = pd.Series(groups)
     missing = groups.isna().to_numpy()
@@ -37,9 +44,7 @@ def umap_figure(xy: np.ndarray, clusters, labels, title: str, path: str) -> None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     _scatter(axes[0], xy, clusters, f"{title}: Leiden clusters")
     _scatter(axes[1], xy, labels, f"{title}: labels")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path, dpi=120)
 
 
 def loss_figure(history, title: str, path: str) -> None:
@@ -53,9 +58,7 @@ def loss_figure(history, title: str, path: str) -> None:
     ax.set_ylabel("loss per cell")
     ax.set_title(title)
     ax.legend(frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path, dpi=120)
 
 
 def metrics_figure(metrics, metric_names, title: str, path: str) -> None:
@@ -76,9 +79,7 @@ def metrics_figure(metrics, metric_names, title: str, path: str) -> None:
     for ax in axes.flat[len(names) :]:
         ax.axis("off")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path, dpi=120)
 
 
 def umap_grid_figure(tables: dict, title: str, path: str) -> None:
@@ -89,9 +90,7 @@ def umap_grid_figure(tables: dict, title: str, path: str) -> None:
         _scatter(axes[row, 0], xy, table["label"], f"{name}: labels")
         _scatter(axes[row, 1], xy, table["cluster"], f"{name}: Leiden clusters")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, dpi=110)
 
 
 def losses_figure(histories: dict, title: str, path: str) -> None:
@@ -110,9 +109,7 @@ def losses_figure(histories: dict, title: str, path: str) -> None:
         ax.set_ylabel("loss per cell (solid: validation, dashed: training)")
         ax.legend(fontsize=7, frameon=False, ncol=2)
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path, dpi=120)
 
 
 def heatmap_figure(tables: dict, title: str, path: str) -> None:
@@ -129,6 +126,4 @@ def heatmap_figure(tables: dict, title: str, path: str) -> None:
         ax.set_title(name)
         fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of label's cells")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path, dpi=120)

@@ -55,19 +55,22 @@ def split_cells(
 
 def preprocess(
     raw: ad.AnnData,
-    gene_selection: str = "variance",
-    n_top_genes: int = 1000,
-    min_genes: int = 200,
-    target_sum: float = 1e4,
-    log1p: bool = True,
-    validation_fraction: float = 0.1,
-    test_fraction: float = 0.05,
-    split_seed: int = 42,
+    *,
+    gene_selection: str,
+    n_top_genes: int,
+    min_genes: int,
+    target_sum: float,
+    log1p: bool,
+    validation_fraction: float,
+    test_fraction: float,
+    split_seed: int,
 ) -> ad.AnnData:
     """Select genes, drop sparse cells, keep counts in ``layers["counts"]``, log-normalise X.
 
-    The order is the book's: genes are chosen on all cells, then cells with fewer than
-    ``min_genes`` expressed kept genes are dropped, then the split is drawn.
+    The parameters are the config's ``preprocess`` keys (their defaults live in the
+    schema, config/schema/config.schema.yaml). The order is the book's: genes are chosen
+    on all cells, then cells with fewer than ``min_genes`` expressed kept genes are
+    dropped, then the split is drawn.
     """
     genes = select_genes(raw, n_top_genes, gene_selection)
     adata = raw[:, genes].copy()
