@@ -24,7 +24,7 @@ def data():
 
 
 def _args(likelihood, mu, theta, pi_logits):
-    """The per-likelihood arguments of scembed.distributions after x."""
+    """The per-likelihood arguments of scembed.vae.distributions after x."""
     family, inflated = FAMILIES[likelihood]
     return (mu,) + ((theta,) if family == "nb" else ()) + ((pi_logits,) if inflated else ())
 

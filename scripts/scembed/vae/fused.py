@@ -1,6 +1,6 @@
 """The training loss of the count likelihoods, fused: one pass for value and gradient.
 
-``reconst_loss`` returns, per cell, minus the log-likelihood of ``scembed.distributions``
+``reconst_loss`` returns, per cell, minus the log-likelihood of ``scembed.vae.distributions``
 summed over genes, without the count constant ``sum_g lgamma(x + 1)`` (the training loop
 adds that per cell from ``log_factorial``, once per dataset). The value is the same
 formula; the gradient with respect to the rate, the inverse dispersion and the gate
@@ -9,7 +9,7 @@ a few dozen elementwise kernels instead of autograd's graph of about a hundred, 
 ``lgamma`` and ``digamma`` (the slowest of them on a CPU) share one short series that is
 accurate to float32 precision (``lgamma_digamma_ge1``), so the value agrees with the
 reference to about 1e-6 relative. Tests check the value against
-``scembed.distributions`` and the gradient with ``torch.autograd.gradcheck`` and against
+``scembed.vae.distributions`` and the gradient with ``torch.autograd.gradcheck`` and against
 autograd of the reference, in float64 and float32.
 
 The gradients, per cell and gene, with A = theta + mu + eps and q = (x + theta) / A:
@@ -199,7 +199,7 @@ def _zero_inflate(log_p, log_p0, pi_logits, is_zero, grad):
     """log(pi 1[x=0] + (1 - pi) P(x)) (in place of ``log_p``) and the weight of the zero
     component, sigmoid(log(pi / ((1 - pi) P(0)))) where x = 0 and 0 elsewhere.
 
-    Needs finite ``pi_logits`` (the VAE's parameter always is); ``scembed.distributions``
+    Needs finite ``pi_logits`` (the VAE's parameter always is); ``scembed.vae.distributions``
     also takes -inf.
     """
     log_pi = -F.softplus(-pi_logits)

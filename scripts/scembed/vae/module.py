@@ -92,7 +92,7 @@ class VAE(nn.Module):
 
         ``size_factor`` must broadcast to ``x`` (cells x genes, or cells x 1).
         ``log_factorial``: sum_g lgamma(x + 1) per cell, a constant of the data that a
-        training loop can compute once per cell (``scembed.fused.log_factorial``);
+        training loop can compute once per cell (``scembed.vae.fused.log_factorial``);
         computed here when not given. The reconstruction term is the fused
         ``scembed.vae.fused.reconst_loss``: minus the log-likelihood of
         ``scembed.vae.distributions`` summed over genes (to
