@@ -139,7 +139,7 @@ class _CountNLL(torch.autograd.Function):
             log_p, log_p0, g_mu, g_theta = _negative_binomial(x, mu, theta, eps, is_zero, grad)
         g_pi = None
         if pi_logits is not None:
-            log_p, zero_weight = _zero_inflate(log_p, log_p0, pi_logits, is_zero, grad)
+            log_p, zero_weight = _zero_inflate_in_place(log_p, log_p0, pi_logits, is_zero, grad)
             if grad:  # scale by the count component's weight, 1 - zero_weight
                 g_mu.addcmul_(g_mu, zero_weight, value=-1.0)
                 if g_theta is not None:
@@ -195,12 +195,14 @@ def _negative_binomial(x, mu, theta, eps, is_zero, grad):
     return log_p, log_p0, g_mu, g_theta
 
 
-def _zero_inflate(log_p, log_p0, pi_logits, is_zero, grad):
+def _zero_inflate_in_place(log_p, log_p0, pi_logits, is_zero, grad):
     """log(pi 1[x=0] + (1 - pi) P(x)) (in place of ``log_p``) and the weight of the zero
     component, sigmoid(log(pi / ((1 - pi) P(0)))) where x = 0 and 0 elsewhere.
 
-    Needs finite ``pi_logits`` (the VAE's parameter always is); ``scembed.vae.distributions``
-    also takes -inf.
+    The training form of ``scembed.vae.distributions._zero_inflate`` (the reference, which
+    the tests compare it with): it works in place and also returns the weight the
+    hand-written gradient needs. Needs finite ``pi_logits`` (the VAE's parameter always
+    is); the reference also takes -inf.
     """
     log_pi = -F.softplus(-pi_logits)
     log_odds = log_p0.sub_(pi_logits)  # log((1 - pi) P(0) / pi)
