@@ -10,6 +10,9 @@ import pytest
 import yaml
 from conftest import REPO
 
+from scembed.versions import normalize
+from scembed.versions import read_pins as requirements
+
 RULES = sorted((REPO / "rules").glob("*.smk"))
 ENVS = sorted((REPO / "envs").glob("*.yaml"))
 
@@ -20,21 +23,6 @@ PIP_NAMES = {
     "matplotlib-base": "matplotlib",
 }
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)\s*==?\s*([0-9][^\s=<>!,*|]*)$")
-
-
-def normalize(name: str) -> str:
-    """PEP 503 normalised project name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def requirements(path: Path = REPO / "requirements.txt") -> dict[str, str]:
-    pins = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if "==" in line:
-            name, version = line.split("==", 1)
-            pins[normalize(name.split("[")[0])] = version.strip()
-    return pins
 
 
 def rule_envs() -> dict[str, str | None]:

@@ -13,7 +13,8 @@ REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements.txt"
 CHECKED = ("scanpy", "scipy", "anndata", "torch", "numpy", "pynndescent", "scikit-learn")
 
 
-def _normalize(name: str) -> str:
+def normalize(name: str) -> str:
+    """PEP 503 normalised project name."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -24,7 +25,7 @@ def read_pins(path: str | Path = REQUIREMENTS) -> dict[str, str]:
         line = line.split("#", 1)[0].strip()
         if "==" in line:
             name, version = line.split("==", 1)
-            pins[_normalize(name.split("[")[0])] = version.strip()
+            pins[normalize(name.split("[")[0])] = version.strip()
     return pins
 
 
@@ -45,7 +46,7 @@ def version_mismatches(
     pins = read_pins(requirements)
     messages = []
     for name in packages:
-        pinned = pins.get(_normalize(name))
+        pinned = pins.get(normalize(name))
         if pinned is None:
             continue
         try:
