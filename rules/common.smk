@@ -3,6 +3,7 @@ import os
 import re
 import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
@@ -47,8 +48,22 @@ if config["baseline"] not in ("auto", "none", *METHODS):
     )
 
 
-def methods_of_kind(kind):
-    return [name for name, spec in config["methods"].items() if spec["kind"] == kind]
+def methods_of_kind(*kinds):
+    return [name for name, spec in config["methods"].items() if spec["kind"] in kinds]
+
+
+def check_scvi_installed():
+    """A `kind: scvi` method needs scvi-tools where the jobs run: here, unless conda
+    builds envs/scvi.yaml for them. Fail before any job, saying how to install it."""
+    from snakemake.settings.types import DeploymentMethod
+    from scembed.versions import missing_scvi_message, scvi_available
+
+    scvi_methods = methods_of_kind("scvi")
+    uses_conda = (
+        DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+    )
+    if scvi_methods and not uses_conda and not scvi_available():
+        raise WorkflowError(missing_scvi_message(scvi_methods))
 
 
 def names_regex(names):
@@ -62,10 +77,20 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+check_scvi_installed()
+
+
 def get_final_outputs():
     summary = [
         f"{RESULTS}/summary/{name}"
-        for name in ("metrics.tsv", "comparison.tsv", "summary.md", "provenance.json")
+        for name in (
+            "metrics.tsv",
+            "comparison.tsv",
+            "summary.md",
+            "effects.md",
+            "paired_effects.png",
+            "provenance.json",
+        )
     ]
     figures = expand(
         f"{RESULTS}/summary/{{dataset}}/{{figure}}.png",
@@ -147,7 +172,7 @@ def get_dataset_runs(wildcards):
         ],
         "histories": [
             f"{folder}/{method}/seed{seed}/history.tsv"
-            for method in methods_of_kind("vae")
+            for method in methods_of_kind("vae", "scvi")
             for seed in SEEDS
         ],
     }

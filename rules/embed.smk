@@ -41,3 +41,28 @@ rule train_vae:
         failed_checkpoint=f"{RESULTS}/logs/train_vae/{{dataset}}/{{method}}/seed{{seed}}.best.pt",
     script:
         "../scripts/train_vae.py"
+
+
+rule train_scvi:
+    input:
+        f"{RESULTS}/{{dataset}}/preprocessed.h5ad",
+    output:
+        embedding=f"{RESULTS}/{{dataset}}/{{method}}/seed{{seed}}/embedding.h5ad",
+        model=f"{RESULTS}/{{dataset}}/{{method}}/seed{{seed}}/model.pt",
+        history=f"{RESULTS}/{{dataset}}/{{method}}/seed{{seed}}/history.tsv",
+        loss=f"{RESULTS}/{{dataset}}/{{method}}/seed{{seed}}/loss.png",
+    log:
+        f"{RESULTS}/logs/train_scvi/{{dataset}}/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_scvi/{{dataset}}/{{method}}/seed{{seed}}.tsv"
+    wildcard_constraints:
+        method=names_regex(methods_of_kind("scvi")),
+    conda:
+        "../envs/scvi.yaml"
+    threads: 4
+    resources:
+        gpu=1,
+    params:
+        method=get_method,
+    script:
+        "../scripts/train_scvi.py"

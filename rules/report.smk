@@ -29,6 +29,16 @@ rule compare:
             caption="../report/headline.rst",
             category="Summary",
         ),
+        effects=report(
+            f"{RESULTS}/summary/effects.md",
+            caption="../report/effects.rst",
+            category="Summary",
+        ),
+        effects_figure=report(
+            f"{RESULTS}/summary/paired_effects.png",
+            caption="../report/effects.rst",
+            category="Summary",
+        ),
     log:
         f"{RESULTS}/logs/compare/compare.log",
     conda:

@@ -1,8 +1,10 @@
-"""Compare methods across seeds: comparison.tsv and the headline summary.md."""
+"""Compare methods across seeds: comparison.tsv, the headline summary.md, and the paired
+effects against the baseline (effects.md, paired_effects.png)."""
 
 import pandas as pd
 
-from scembed.compare import compare_methods, headline_markdown
+from scembed.compare import compare_methods, effects_markdown, headline_markdown, paired_effects
+from scembed.plots import paired_effects_figure
 from scembed.runtime import atomic_path, setup_logging
 
 
@@ -17,6 +19,10 @@ def main(snakemake):
     with atomic_path(snakemake.output.headline) as tmp, open(tmp, "w") as handle:
         handle.write(headline)
     log.info("\n%s", headline)
+    with atomic_path(snakemake.output.effects) as tmp, open(tmp, "w") as handle:
+        handle.write(effects_markdown(comparison))
+    with atomic_path(snakemake.output.effects_figure) as tmp:
+        paired_effects_figure(paired_effects(comparison), tmp)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,8 @@ from pathlib import Path
 import anndata as ad
 import torch
 
-from scembed.embedding import embedding_anndata
-from scembed.plots import loss_figure
-from scembed.runtime import atomic_path, setup_logging, write_h5ad
+from scembed.embedding import write_trained_model
+from scembed.runtime import setup_logging
 from scembed.vae.params import resolve_params
 from scembed.vae.train import NonFiniteLossError, train_vae
 
@@ -34,6 +33,7 @@ def main(snakemake):
         raise
 
     info = {
+        "dataset": snakemake.wildcards.dataset,
         "method": snakemake.wildcards.method,
         "kind": "vae",
         "seed": seed,
@@ -42,14 +42,9 @@ def main(snakemake):
         "epochs": len(result.history),
         "stop_reason": result.stop_reason,
     }
-    with atomic_path(snakemake.output.model) as tmp:
-        torch.save(result.state_dict, tmp)
-    with atomic_path(snakemake.output.history) as tmp:
-        result.history.to_csv(tmp, sep="\t", index=False)
-    title = f"{snakemake.wildcards.dataset} / {snakemake.wildcards.method} / seed {seed}"
-    with atomic_path(snakemake.output.loss) as tmp:
-        loss_figure(result.history, title, tmp)
-    write_h5ad(embedding_anndata(pre, result.latent, info), snakemake.output.embedding)
+    write_trained_model(
+        snakemake.output, pre, result.latent, info, result.state_dict, result.history
+    )
 
 
 if __name__ == "__main__":

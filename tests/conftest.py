@@ -72,8 +72,9 @@ DEFAULT_PLAN = {
     "import_dataset": 1,
     "preprocess": 1,
     "embed_pca": 5,
-    "train_vae": 5,
-    "cluster": 10,
+    "train_vae": 10,
+    "train_scvi": 5,
+    "cluster": 20,
     "summarize": 1,
     "compare": 1,
     "plot_dataset": 1,
@@ -190,3 +191,46 @@ def labelled_h5ad(path: Path, layer: bool = False) -> np.ndarray:
         adata.X = sp.csr_matrix(np.log1p(normalised))
     adata.write_h5ad(path)
     return counts
+
+
+# --------------------------------------------------------------------------- training
+
+TRAIN_CELLS, TRAIN_GENES = 300, 50
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny matrices gain nothing from threads, and on a busy machine threads thrash
+    (training tests: ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data():
+    """(counts, split) of 300 cells x 50 genes of three types: 255 train, 30 validation."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, TRAIN_CELLS)
+    means = rng.lognormal(0.0, 1.0, (3, TRAIN_GENES))
+    counts = rng.poisson(means[labels] * rng.lognormal(0, 0.3, (TRAIN_CELLS, 1)))
+    counts[rng.random(counts.shape) < 0.2] = 0
+    split = np.array(["train"] * 255 + ["validation"] * 30 + ["test"] * 15)[
+        rng.permutation(TRAIN_CELLS)
+    ]
+    return counts.astype(np.int64), split
+
+
+def short_params(**overrides):
+    """VAEParams of a small network trained for 3 epochs on the CPU, with ``overrides``."""
+    from scembed.vae.params import resolve_params
+
+    base = {"n_hidden": 32, "batch_size": 50, "max_epochs": 3, "patience": 10, "device": "cpu"}
+    return resolve_params({**base, **overrides})
+
+
+def quiet(_message):
+    """A ``log`` that drops the training's progress lines."""

@@ -28,7 +28,11 @@ def load_profile(name: str) -> dict:
 EXPECTED_PLANS = {
     "config/config.yaml": DEFAULT_PLAN,
     "config/demo.yaml": {k: v for k, v in DEFAULT_PLAN.items() if k != "download_zeisel"},
-    "config/likelihoods.yaml": {**DEFAULT_PLAN, "train_vae": 20, "cluster": 25},
+    "config/likelihoods.yaml": {
+        **{k: v for k, v in DEFAULT_PLAN.items() if k != "train_scvi"},
+        "train_vae": 20,
+        "cluster": 25,
+    },
 }
 
 
@@ -56,8 +60,9 @@ def test_dry_run_table(plans):
     ]
     rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
     assert rows["download_zeisel"] == ["1", "1", "-", "-", "1", "1"]
-    assert rows["train_vae"] == ["5", "5", "5", "5", "20", "20"]
-    assert rows["total"] == ["28", "28", "27", "27", "58", "58"]
+    assert rows["train_vae"] == ["10", "10", "10", "10", "20", "20"]
+    assert rows["train_scvi"] == ["5", "5", "5", "5", "-", "-"]
+    assert rows["total"] == ["48", "48", "47", "47", "58", "58"]
 
 
 @pytest.mark.workflow

@@ -27,3 +27,16 @@ def test_a_failed_write_leaves_nothing(tmp_path):
             handle.write("half")
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_json_takes_the_numpy_values_anndata_reads_back(tmp_path):
+    """A list in ``uns`` (e.g. the synthetic source's type_sizes) comes back as an array."""
+    import json
+
+    import numpy as np
+
+    write_json({"sizes": np.array([3, 2]), "n": np.int64(5)}, tmp_path / "p.json")
+    assert json.loads((tmp_path / "p.json").read_text()) == {"n": 5, "sizes": [3, 2]}
+    with pytest.raises(TypeError, match="set is not JSON serializable"):
+        write_json({"bad": {1}}, tmp_path / "q.json")
+    assert not (tmp_path / "q.json").exists()

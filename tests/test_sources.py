@@ -375,6 +375,17 @@ def test_synthetic_shape_counts_labels_and_seed():
     assert first.uns["provenance"]["seed"] == 0 and other.uns["provenance"]["seed"] == 1
 
 
+def test_synthetic_type_sizes_fix_the_cells_of_each_type():
+    """Zeisel's seven class sizes, as the ablation's `zeisel_like` dataset asks."""
+    sizes = [939, 820, 399, 290, 235, 224, 98]
+    spec = {"source": "synthetic", "label_key": "cell_type", "n_cells": 10, "n_genes": 30}
+    adata = load_dataset({**spec, "n_types": 2, "seed": 0, "type_sizes": sizes}, {})
+    assert adata.n_obs == sum(sizes)  # overrides n_cells and n_types
+    counts = adata.obs["cell_type"].value_counts()
+    assert sorted(counts, reverse=True) == sizes
+    assert adata.uns["provenance"]["type_sizes"] == sizes
+
+
 # --------------------------------------------------------------------------- download
 
 

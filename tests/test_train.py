@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from conftest import TRAIN_CELLS, TRAIN_GENES, quiet, short_params
 
 from scembed.vae import train as train_module
 from scembed.vae.device import resolve_device
@@ -14,38 +15,9 @@ from scembed.vae.optim import flat_adam
 from scembed.vae.params import BOOK, PRESETS, VAEParams, resolve_params
 from scembed.vae.train import NonFiniteLossError, size_factors, train_vae
 
-N_CELLS, N_GENES = 300, 50
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices gain nothing from threads, and on a busy machine threads thrash."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data():
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 3, N_CELLS)
-    means = rng.lognormal(0.0, 1.0, (3, N_GENES))
-    counts = rng.poisson(means[labels] * rng.lognormal(0, 0.3, (N_CELLS, 1)))
-    counts[rng.random(counts.shape) < 0.2] = 0
-    split = np.array(["train"] * 255 + ["validation"] * 30 + ["test"] * 15)[
-        rng.permutation(N_CELLS)
-    ]
-    return counts.astype(np.int64), split
-
-
-def _params(**overrides):
-    base = {"n_hidden": 32, "batch_size": 50, "max_epochs": 3, "patience": 10, "device": "cpu"}
-    return resolve_params({**base, **overrides})
-
-
-def _quiet(_message):
-    pass
+N_CELLS, N_GENES = TRAIN_CELLS, TRAIN_GENES
+pytestmark = pytest.mark.usefixtures("one_thread")
+_params, _quiet = short_params, quiet
 
 
 # --- parameters and device ---------------------------------------------------------------

@@ -61,8 +61,9 @@ def test_graph_of_8192_cells_is_built_seeded_and_close_to_exact():
     first, second = (run.obsp["distances"] for run in runs)
     assert isinstance(first, sp.spmatrix | sp.sparray)
     assert (first != second).nnz == 0  # same seed, same machine: the same graph
-    leiden_first = leiden(runs[0], 1.0, seed=3).to_numpy()
-    np.testing.assert_array_equal(leiden_first, leiden(runs[1], 1.0, seed=3).to_numpy())
+    fast = {"flavor": "igraph", "n_iterations": 2, "directed": False}  # leidenalg: minutes
+    leiden_first = leiden(runs[0], 1.0, seed=3, **fast).to_numpy()
+    np.testing.assert_array_equal(leiden_first, leiden(runs[1], 1.0, seed=3, **fast).to_numpy())
     # approximate neighbours: nearly all are the exact ones
     exact = NearestNeighbors(n_neighbors=10).fit(X).kneighbors(X, return_distance=False)
     found = first.tolil().rows
@@ -235,6 +236,39 @@ def test_one_method_and_one_seed():
     table = metrics_rows({"pca": "pca", "vae": "vae"}, [0])
     headline = headline_markdown(table, compare_methods(table))
     assert "vae vs pca, ari: difference +0.100, better in 1 of 1 seeds" in headline
+
+
+def test_paired_effects_table_and_figure(tmp_path):
+    from scembed.compare import effects_markdown, paired_effects
+    from scembed.plots import paired_effects_figure
+
+    table = metrics_rows({"vae": "vae", "vae_nb": "vae", "vae_log": "vae"}, [0, 1, 2])
+    comparison = compare_methods(table, "vae")
+    effects = paired_effects(comparison)
+    assert set(effects["method"]) == {"vae_nb", "vae_log"}  # not the baseline itself
+    assert list(dict.fromkeys(effects["metric"])) == [
+        "matched_ari",
+        "kmeans_ari",
+        "ari",
+        "nmi",
+        "knn_accuracy",
+    ]
+    assert list(dict.fromkeys(effects["method"])) == ["vae_nb", "vae_log"]
+    text = effects_markdown(comparison)
+    assert "## d: difference from vae" in text
+    # +0.1 on every seed: the CI is the point, it excludes 0 (*), 3 of 3 seeds won;
+    # knn_accuracy is equal everywhere: ties, no seed won
+    assert "| method | matched_ari | kmeans_ari | ari | nmi | knn_accuracy |" in text
+    assert "| vae_nb | +0.100 [+0.100, +0.100]* 3/3 |" in text
+    assert "+0.000 [+0.000, +0.000] 0/3 |" in text
+    paired_effects_figure(effects, tmp_path / "effects.png")
+    assert (tmp_path / "effects.png").read_bytes()[:4] == b"\x89PNG"
+    one_seed = compare_methods(metrics_rows({"vae": "vae", "vae_nb": "vae"}, [0]), "vae")
+    assert "| vae_nb | +0.100 1/1 |" in effects_markdown(one_seed)  # no CI from one seed
+    none = compare_methods(table, "none")
+    assert "No paired comparison" in effects_markdown(none)
+    paired_effects_figure(paired_effects(none), tmp_path / "none.png")
+    assert (tmp_path / "none.png").stat().st_size > 0
 
 
 # --------------------------------------------------------------------------- versions

@@ -17,6 +17,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import (
     DEFAULT_PLAN,
     REPO,
@@ -225,6 +226,7 @@ def test_missing_label_column_through_the_workflow(tmp_path):
 METHODS = {
     "pca": {"kind": "pca", "n_components": 10},
     "vae": {"kind": "vae", "preset": "book", "max_epochs": 3, "patience": 2, "device": "cpu"},
+    "scvi": {"kind": "scvi", "max_epochs": 3, "n_hidden": 32, "device": "cpu"},
 }
 SEEDS = [0, 1]
 
@@ -280,10 +282,17 @@ def test_run_per_run_outputs(synthetic_run):
             ari = adjusted_rand_score(clusters["label"], clusters["cluster"])
             assert metrics["ari"] == pytest.approx(ari)
             assert metrics["n_clusters"] == clusters["cluster"].nunique()
-    vae = workdir / "results/synthetic/vae/seed0"
-    history = pd.read_csv(vae / "history.tsv", sep="\t")
-    assert 1 <= len(history) <= METHODS["vae"]["max_epochs"]
-    assert (vae / "model.pt").stat().st_size > 0
+    for method in ("vae", "scvi"):
+        folder = workdir / f"results/synthetic/{method}/seed0"
+        history = pd.read_csv(folder / "history.tsv", sep="\t")
+        assert 1 <= len(history) <= METHODS[method]["max_epochs"]
+        assert (folder / "model.pt").stat().st_size > 0
+    embedding = ad.read_h5ad(workdir / "results/synthetic/scvi/seed0/embedding.h5ad")
+    assert embedding.obsm["X_emb"].shape == (pre.n_obs, 10)  # scVI's default n_latent
+    assert embedding.uns["embedding"]["kind"] == "scvi"
+    log = (workdir / "results/logs/train_scvi/synthetic/scvi/seed0.log").read_text()
+    n_split = pre.obs["split"].value_counts()
+    assert f"{n_split['train']} train cells, {n_split['validation']} validation cells" in log
 
 
 def test_run_preprocessed(synthetic_run):
@@ -328,6 +337,18 @@ def test_run_summary_outputs(synthetic_run):
     pca_ari = metrics.loc[metrics["method"] == "pca", "ari"]
     headline_number = f"{pca_ari.mean():.3f} ± {pca_ari.std(ddof=1):.3f}"
     assert headline_number in headline
+
+    # the paired-effects table and figure of the comparison stage, against pca
+    from scembed.compare import compare_methods
+
+    exact = compare_methods(metrics, "auto").set_index(["metric", "method"])
+    effects = (summary / "effects.md").read_text()
+    assert "## synthetic: difference from pca" in effects
+    for method in ("vae", "scvi"):
+        row = exact.loc[("matched_ari", method)]
+        cell = f"{row.diff_mean:+.3f} [{row.diff_ci_low:+.3f}, {row.diff_ci_high:+.3f}]"
+        assert cell in effects, (method, cell)
+    assert (summary / "paired_effects.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     provenance = json.loads((summary / "provenance.json").read_text())
     assert provenance["data"]["synthetic"]["source"] == "synthetic"
@@ -464,20 +485,15 @@ def planned(result: subprocess.CompletedProcess) -> dict[str, int]:
 SUMMARIES = {"summarize": 1, "compare": 1, "plot_dataset": 1, "provenance": 1}
 
 
-def test_a_changed_key_reruns_exactly_what_depends_on_it(tmp_path):
-    config = synthetic_config(
-        methods={"pca": {"kind": "pca"}, "vae": SHORT_VAE},
-        seeds=[0],
-    )
-    config["datasets"]["synthetic"]["n_cells"] = 300
-    result = run_config(tmp_path, config, "--cores", "2")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert planned(run_config(tmp_path, config, "-n")) == {}
+def test_a_changed_key_reruns_exactly_what_depends_on_it(synthetic_run):
+    """Dry runs on the finished shared run: each changed key plans exactly its dependants."""
+    workdir, config = synthetic_run
+    assert planned(run_config(workdir, config, "-n")) == {}
 
     def plan_with(change) -> dict[str, int]:
         changed = copy.deepcopy(config)
         change(changed)
-        return planned(run_config(tmp_path, changed, "-n"))
+        return planned(run_config(workdir, changed, "-n"))
 
     def cluster_key(c):
         c["datasets"]["synthetic"]["cluster"] = {"resolution": 0.8}
@@ -486,17 +502,20 @@ def test_a_changed_key_reruns_exactly_what_depends_on_it(tmp_path):
         c["datasets"]["synthetic"]["preprocess"]["min_genes"] = 11
 
     def method_key(c):
-        c["methods"]["vae"]["max_epochs"] = 3
+        c["methods"]["vae"]["max_epochs"] = 4
 
     def source_key(c):
         c["datasets"]["synthetic"]["seed"] = 1
 
-    everything_after_import = {"preprocess": 1, "embed_pca": 1, "train_vae": 1, "cluster": 2}
-    assert plan_with(cluster_key) == {"cluster": 2, **SUMMARIES, "all": 1}
-    assert plan_with(method_key) == {"train_vae": 1, "cluster": 1, **SUMMARIES, "all": 1}
+    seeds, runs = len(SEEDS), len(METHODS) * len(SEEDS)
+    trainings = {"embed_pca": seeds, "train_vae": seeds, "train_scvi": seeds}
+    everything_after_import = {"preprocess": 1, **trainings, "cluster": runs}
+    assert plan_with(cluster_key) == {"cluster": runs, **SUMMARIES, "all": 1}
+    assert plan_with(method_key) == {"train_vae": seeds, "cluster": seeds, **SUMMARIES, "all": 1}
     assert plan_with(preprocess_key) == {**everything_after_import, **SUMMARIES, "all": 1}
     source = plan_with(source_key)
     assert source == {"import_dataset": 1, **everything_after_import, **SUMMARIES, "all": 1}
+    assert planned(run_config(workdir, config, "-n")) == {}  # and back: nothing to do
 
 
 def test_pca_only_in_its_own_results_dir(tmp_path):
@@ -526,17 +545,70 @@ def test_pca_only_in_its_own_results_dir(tmp_path):
     assert plan["import_dataset"] == 1  # nothing of out/a is reused or overwritten
 
 
+def make_plan(target: str, *args: str) -> str:
+    """The commands `make -n target args` would run."""
+    result = subprocess.run(["make", "-n", target, *args], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def test_make_report_reports_the_last_run():
     """`make report` after `make demo` reports the demo (results/demo), not the book."""
-
-    def report_command(*args):
-        result = subprocess.run(
-            ["make", "-n", "report", *args], cwd=REPO, capture_output=True, text=True
-        )
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    demo = report_command("LAST_CONFIG=config/demo.yaml")
+    demo = make_plan("report", "LAST_CONFIG=config/demo.yaml")
     assert "--report results/demo/report.html --configfile config/demo.yaml" in demo
-    book = report_command("CONFIG=config/config.yaml")
+    book = make_plan("report", "CONFIG=config/config.yaml")
     assert "--report results/report.html --configfile config/config.yaml" in book
+
+
+def test_make_ablation_runs_the_ablation_config_and_reports_it():
+    full = make_plan("ablation")
+    assert "--keep-going --configfile config/ablation.yaml" in full
+    assert 'report CONFIG="config/ablation.yaml"' in full
+    screen = make_plan("ablation", "ABLATION_CONFIGS=config/ablation.yaml seeds.yaml")
+    assert "--configfile config/ablation.yaml seeds.yaml" in screen
+
+
+# --------------------------------------------------------------------------- the ablation
+
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def test_ablation_changes_one_thing_at_a_time():
+    """Each `vae_*` method of config/ablation.yaml departs from the book by one lever (two
+    keys where they make one change: the softmax decoder with the observed library it
+    needs; scVI's Adam settings, weight decay with epsilon)."""
+    from scembed.vae.params import resolve_params
+
+    ablation = yaml.safe_load((REPO / "config" / "ablation.yaml").read_text())
+    assert ablation["baseline"] == "vae" and ablation["methods"]["vae"]["preset"] == "book"
+    assert ablation["seeds"] == [0, 1, 2, 3, 4]
+    book = resolve_params({})
+    singles = {n: m for n, m in ablation["methods"].items() if n.startswith("vae_")}
+    assert len(singles) >= 8
+    for name, spec in singles.items():
+        params = resolve_params({k: v for k, v in spec.items() if k != "kind"})
+        changed = {f for f in book.__dataclass_fields__ if getattr(params, f) != getattr(book, f)}
+        pairs = ({"decoder_output", "size_factor"}, {"weight_decay", "adam_eps"})
+        assert len(changed) == 1 or changed in pairs, (name, changed)
+    kinds = {spec["kind"] for spec in ablation["methods"].values()}
+    assert kinds == {"pca", "vae", "scvi"}
+    assert {"pbmc68k", "zeisel_like"} <= set(ablation["datasets"])
+    assert ablation["datasets"]["zeisel_like"]["type_sizes"] == [939, 820, 399, 290, 235, 224, 98]
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is absent")
+def test_ablation_config_plans_the_whole_grid(tmp_path):
+    """`make ablation`'s config validates and plans every dataset x method x seed, with
+    the real datasets read in place from ../shared/data."""
+    ablation = yaml.safe_load((REPO / "config" / "ablation.yaml").read_text())
+    for dataset in ablation["datasets"].values():
+        if "path" in dataset:  # relative to the repository root, where make runs it
+            dataset["path"] = str((REPO / dataset["path"]).resolve())
+            assert Path(dataset["path"]).is_file(), dataset["path"]
+    plan = planned(run_config(tmp_path, ablation, "-n"))
+    n_datasets, n_seeds = len(ablation["datasets"]), len(ablation["seeds"])
+    kinds = [spec["kind"] for spec in ablation["methods"].values()]
+    assert plan["train_vae"] == kinds.count("vae") * n_datasets * n_seeds
+    assert plan["train_scvi"] == n_datasets * n_seeds
+    assert plan["cluster"] == len(kinds) * n_datasets * n_seeds
+    assert plan["import_dataset"] == n_datasets and plan["compare"] == 1

@@ -11,6 +11,8 @@ N_BOOTSTRAP = 10_000
 
 
 PAIRED_COLUMNS = ("diff_mean", "diff_ci_low", "diff_ci_high", "wins", "ties", "paired_seeds")
+EFFECT_METRICS = ("matched_ari", "kmeans_ari", "ari", "nmi", "knn_accuracy")
+"""The scores of the paired-effects table and figure (effects.md, paired_effects.png)."""
 
 
 def pick_baseline(metrics: pd.DataFrame, setting: str = "auto") -> str | None:
@@ -138,6 +140,52 @@ def headline_markdown(metrics: pd.DataFrame, comparison: pd.DataFrame) -> str:
     lines.append(
         "Mean ± standard deviation over seeds. Matched-k: Leiden with the resolution "
         "bisected to as many clusters as labels. The CI resamples seeds (paired)."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def paired_effects(comparison: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``comparison`` with a paired difference, on the EFFECT_METRICS only, in
+    their order (datasets and methods keep theirs)."""
+    rows = comparison[comparison["metric"].isin(EFFECT_METRICS)].dropna(subset=["diff_mean"])
+    order = rows["metric"].map({metric: i for i, metric in enumerate(EFFECT_METRICS)})
+    return rows.iloc[np.argsort(order.to_numpy(), kind="stable")]
+
+
+def effects_markdown(comparison: pd.DataFrame) -> str:
+    """Per dataset, one row per method: its paired difference from the baseline on each
+    EFFECT_METRICS score, as ``mean [CI low, CI high] wins/seeds``; ``*`` marks a CI
+    that excludes 0."""
+    effects = paired_effects(comparison)
+    lines = ["# Paired effects against the baseline", ""]
+    if effects.empty:
+        lines.append("No paired comparison: no baseline method ran (see `baseline`).")
+        return "\n".join(lines) + "\n"
+    for dataset, rows in effects.groupby("dataset", sort=False):
+        metrics = [m for m in EFFECT_METRICS if m in set(rows["metric"])]
+        baseline = rows["baseline"].iloc[0]
+        lines += [
+            f"## {dataset}: difference from {baseline}",
+            "",
+            "| " + " | ".join(["method", *metrics]) + " |",
+            "|" + "---|" * (1 + len(metrics)),
+        ]
+        for method, group in rows.groupby("method", sort=False):
+            by_metric = group.set_index("metric")
+            cells = []
+            for metric in metrics:
+                r = by_metric.loc[metric]
+                if r["paired_seeds"] > 1:
+                    sure = "*" if r["diff_ci_low"] > 0 or r["diff_ci_high"] < 0 else ""
+                    ci = f" [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}]{sure}"
+                else:
+                    ci = ""
+                cells.append(f"{r['diff_mean']:+.3f}{ci} {int(r['wins'])}/{int(r['paired_seeds'])}")
+            lines.append("| " + " | ".join([method, *cells]) + " |")
+        lines.append("")
+    lines.append(
+        "Mean paired difference over seeds (method minus baseline, same seed), its 95% "
+        "bootstrap CI over seeds (* when it excludes 0), and the seeds the method won."
     )
     return "\n".join(lines) + "\n"
 

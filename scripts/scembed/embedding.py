@@ -31,3 +31,22 @@ def embedding_anndata(preprocessed: ad.AnnData, embedding: np.ndarray, info: dic
     adata.uns["n_genes"] = int(preprocessed.n_vars)
     adata.uns["embedding"] = info
     return adata
+
+
+def write_trained_model(output, preprocessed: ad.AnnData, latent, info: dict, state_dict, history):
+    """Write a trained model's four outputs (VAE and scVI rules alike): ``output.model``
+    (the state dict), ``output.history`` (per-epoch losses), ``output.loss`` (their
+    figure) and ``output.embedding``, each atomically."""
+    import torch
+
+    from scembed.plots import loss_figure
+    from scembed.runtime import atomic_path, write_h5ad
+
+    with atomic_path(output.model) as tmp:
+        torch.save(state_dict, tmp)
+    with atomic_path(output.history) as tmp:
+        history.to_csv(tmp, sep="\t", index=False)
+    title = f"{info['dataset']} / {info['method']} / seed {info['seed']}"
+    with atomic_path(output.loss) as tmp:
+        loss_figure(history, title, tmp)
+    write_h5ad(embedding_anndata(preprocessed, latent, info), output.embedding)

@@ -127,3 +127,42 @@ def heatmap_figure(tables: dict, title: str, path: str) -> None:
         fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of label's cells")
     fig.suptitle(title)
     _save(fig, path, dpi=120)
+
+
+def paired_effects_figure(effects: pd.DataFrame, path: str) -> None:
+    """One panel per dataset (rows) and score (columns): each method's mean paired
+    difference from the baseline with its bootstrap CI; the line at 0 is the baseline.
+    ``effects``: rows of comparison.tsv with a paired difference
+    (``scembed.compare.paired_effects``)."""
+    datasets = list(dict.fromkeys(effects["dataset"])) or ["(none)"]
+    metrics = list(dict.fromkeys(effects["metric"])) or ["(none)"]
+    methods = list(dict.fromkeys(effects["method"]))
+    fig, axes = plt.subplots(
+        len(datasets),
+        len(metrics),
+        figsize=(2.6 * len(metrics) + 1.5, 0.28 * max(len(methods), 3) * len(datasets) + 1),
+        squeeze=False,
+        sharey=True,
+    )
+    y = {method: i for i, method in enumerate(methods)}
+    for r, dataset in enumerate(datasets):
+        for c, metric in enumerate(metrics):
+            ax = axes[r, c]
+            rows = effects[(effects["dataset"] == dataset) & (effects["metric"] == metric)]
+            ys = rows["method"].map(y).to_numpy()
+            means = rows["diff_mean"].to_numpy()
+            low = (means - rows["diff_ci_low"].to_numpy()).clip(min=0)
+            high = (rows["diff_ci_high"].to_numpy() - means).clip(min=0)
+            colors = np.where(means > 0, "tab:blue", "tab:red")
+            ax.errorbar(means, ys, xerr=np.nan_to_num([low, high]), fmt="none", ecolor="grey")
+            ax.scatter(means, ys, c=colors, s=14, zorder=3)
+            ax.axvline(0, color="black", linewidth=0.8)
+            ax.set_yticks(range(len(methods)), methods, fontsize=7)
+            ax.tick_params(axis="x", labelsize=7)
+            if r == 0:
+                ax.set_title(metric, fontsize=9)
+            if c == 0:
+                baseline = rows["baseline"].iloc[0] if len(rows) else "baseline"
+                ax.set_ylabel(f"{dataset}\n(vs {baseline})", fontsize=8)
+    axes[0, 0].invert_yaxis()
+    _save(fig, path)

@@ -58,10 +58,17 @@ def current_umask() -> int:
     return mask
 
 
+def _json_value(value):
+    """numpy arrays and scalars (as AnnData reads ``uns`` back) as plain lists and numbers."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def write_json(data: dict, path: str | os.PathLike) -> None:
     """Write ``data`` as indented JSON, atomically."""
     with atomic_path(path) as tmp, open(tmp, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
+        json.dump(data, handle, indent=2, sort_keys=True, default=_json_value)
         handle.write("\n")
 
 

@@ -299,7 +299,8 @@ def load_dataset(spec: dict, files: dict, download_provenance: dict | None = Non
     elif source == "synthetic":
         from scembed.synthetic import simulate_counts
 
-        params = {k: spec[k] for k in ("n_cells", "n_genes", "n_types", "seed")}
+        keys = ("n_cells", "n_genes", "n_types", "seed", "type_sizes")
+        params = {k: spec[k] for k in keys if k in spec}
         adata = simulate_counts(**params)
         path = f"synthetic({params})"
         provenance = {"path": path, **params}

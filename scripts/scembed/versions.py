@@ -3,6 +3,7 @@ pins of ``requirements.txt``: a user's own environment is where breakage comes f
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from importlib import metadata
 from pathlib import Path
@@ -61,3 +62,25 @@ def version_mismatches(
                 "`--software-deployment-method conda`."
             )
     return messages
+
+
+INSTALL_HINT = (
+    "install it with `pip install scvi-tools==1.4.2` (the version pinned in "
+    "requirements.txt; `make venv` does it), or run with --use-conda (envs/scvi.yaml)"
+)
+
+
+def scvi_available() -> bool:
+    """Whether scvi-tools can be imported here (without importing it: that takes seconds)."""
+    try:
+        return importlib.util.find_spec("scvi") is not None
+    except (ImportError, ValueError):  # a broken or blocked module counts as missing
+        return False
+
+
+def missing_scvi_message(methods: list[str]) -> str:
+    """The error of a config naming ``kind: scvi`` where scvi-tools is not installed."""
+    return (
+        f"the method(s) {methods} have kind `scvi`, but scvi-tools is not installed: "
+        f"{INSTALL_HINT}."
+    )

@@ -11,7 +11,7 @@ from scembed.vae.distributions import LIKELIHOODS
 from scembed.vae.nn import Decoder, Encoder
 
 ENCODER_INPUTS = ("counts", "log1p")
-SIZE_FACTORS = ("book", "library")  # see scembed.vae.train.size_factors
+SIZE_FACTORS = ("book", "library", "observed")  # see scembed.vae.train.size_factors
 
 
 def kl_normal_standard(mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -44,7 +44,8 @@ class VAE(nn.Module):
     Per-gene parameters, initialised from N(0, 1) as in the book: ``px_r`` (raw inverse
     dispersion, theta = softplus(px_r)) and ``px_dropout`` (zero-inflation logits, gate =
     sigmoid(px_dropout)). ``encoder_input="counts"`` feeds raw counts to the encoder (the
-    book); ``"log1p"`` feeds log1p(counts).
+    book); ``"log1p"`` feeds log1p(counts). ``dropout`` applies to the encoder's hidden
+    layers; ``decoder_output`` is described in :class:`scembed.vae.nn.Decoder`.
     """
 
     def __init__(
@@ -56,6 +57,8 @@ class VAE(nn.Module):
         likelihood: str = "zinb",
         posterior_scale: str = "softplus",
         encoder_input: str = "counts",
+        dropout: float = 0.0,
+        decoder_output: str = "softplus",
     ):
         super().__init__()
         if likelihood not in LIKELIHOODS:
@@ -64,8 +67,10 @@ class VAE(nn.Module):
             raise ValueError(f"encoder_input {encoder_input!r} is not one of {ENCODER_INPUTS}")
         self.likelihood = likelihood
         self.encoder_input = encoder_input
-        self.z_encoder = Encoder(n_genes, n_latent, n_hidden, n_layers, posterior_scale)
-        self.decoder = Decoder(n_latent, n_genes, n_hidden, n_layers)
+        self.z_encoder = Encoder(
+            n_genes, n_latent, n_hidden, n_layers, posterior_scale, dropout=dropout
+        )
+        self.decoder = Decoder(n_latent, n_genes, n_hidden, n_layers, output=decoder_output)
         self.px_r = nn.Parameter(torch.randn(n_genes))
         self.px_dropout = nn.Parameter(torch.randn(n_genes))
 

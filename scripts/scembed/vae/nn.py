@@ -5,10 +5,11 @@ import torch.nn.functional as F
 from torch import nn
 
 POSTERIOR_SCALES = ("softplus", "exp_logvar")
+DECODER_OUTPUTS = ("softplus", "softmax")
 
 
-def _mlp(n_input: int, n_hidden: int, n_layers: int) -> nn.Sequential:
-    """``n_layers`` blocks of Linear + BatchNorm1d + ReLU."""
+def _mlp(n_input: int, n_hidden: int, n_layers: int, dropout: float = 0.0) -> nn.Sequential:
+    """``n_layers`` blocks of Linear + BatchNorm1d + ReLU (+ Dropout when ``dropout`` > 0)."""
     layers: list[nn.Module] = []
     for i in range(n_layers):
         layers += [
@@ -16,6 +17,8 @@ def _mlp(n_input: int, n_hidden: int, n_layers: int) -> nn.Sequential:
             nn.BatchNorm1d(n_hidden),
             nn.ReLU(),
         ]
+        if dropout > 0:  # no module at 0: the book's network and RNG stream stay as they were
+            layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
 
 
@@ -25,6 +28,7 @@ class Encoder(nn.Module):
     ``posterior_scale="softplus"`` is the book's quirk: softplus(head) is used directly as
     the standard deviation. ``"exp_logvar"`` reads the head as a log-variance, the
     standard choice: scale = exp(head / 2). ``scale_eps`` keeps the scale away from 0.
+    ``dropout``: dropout after each hidden layer in training (scVI's 0.1; the book 0).
     """
 
     def __init__(
@@ -35,6 +39,7 @@ class Encoder(nn.Module):
         n_layers: int = 2,
         posterior_scale: str = "softplus",
         scale_eps: float = 1e-4,
+        dropout: float = 0.0,
     ):
         super().__init__()
         if posterior_scale not in POSTERIOR_SCALES:
@@ -43,7 +48,7 @@ class Encoder(nn.Module):
             )
         self.posterior_scale = posterior_scale
         self.scale_eps = scale_eps
-        self.encoder = _mlp(n_input, n_hidden, n_layers)
+        self.encoder = _mlp(n_input, n_hidden, n_layers, dropout)
         self.mean_encoder = nn.Linear(n_hidden, n_latent)
         self.scale_encoder = nn.Linear(n_hidden, n_latent)
 
@@ -58,13 +63,29 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """p(x | z): an MLP and a linear layer with softplus, a positive rate per gene."""
+    """p(x | z): an MLP and a linear layer, a positive rate per gene before size factors.
 
-    def __init__(self, n_latent: int, n_output: int, n_hidden: int = 128, n_layers: int = 2):
+    ``output="softplus"`` (the book): a free positive rate per gene. ``"softmax"`` (scVI):
+    the expected fraction of the cell's counts in each gene (each row sums to 1), to be
+    multiplied by the observed library size (``size_factor: observed``).
+    """
+
+    def __init__(
+        self,
+        n_latent: int,
+        n_output: int,
+        n_hidden: int = 128,
+        n_layers: int = 2,
+        output: str = "softplus",
+    ):
         super().__init__()
+        if output not in DECODER_OUTPUTS:
+            raise ValueError(f"decoder_output {output!r} is not one of {DECODER_OUTPUTS}")
+        self.output = output
         self.decoder = _mlp(n_latent, n_hidden, n_layers)
         self.rate_decoder = nn.Linear(n_hidden, n_output)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Return the rate before size factors, cells x n_output."""
-        return F.softplus(self.rate_decoder(self.decoder(z)))
+        head = self.rate_decoder(self.decoder(z))
+        return torch.softmax(head, dim=-1) if self.output == "softmax" else F.softplus(head)

@@ -63,12 +63,16 @@ def size_factors(
     "book": the book's dense matrix outer(row_sums, col_sums) rescaled to the mean of
     the counts, i.e. row_sums[i] * col_sums[j] / total, one minibatch at a time.
     "library": row_sums[i] / mean(row_sums), the usual library-size factor (len(idx) x 1).
+    "observed": row_sums[i], the cell's observed total count (scVI's library; pairs with
+    ``decoder_output: softmax``, whose rates are fractions of it).
     ``row_sums`` and ``col_sums`` are over all cells and genes, ``total`` their sum.
     """
     if kind == "book":
         return row_sums[idx, None] * (col_sums / total)[None, :]
     if kind == "library":
         return (row_sums[idx] * (row_sums.shape[0] / total))[:, None]
+    if kind == "observed":
+        return row_sums[idx, None]
     raise ValueError(f"size_factor {kind!r} is not one of {SIZE_FACTORS}")
 
 
@@ -97,6 +101,12 @@ class TrainingData:
         return self.x[idx], sf, self.log_factorial[idx]
 
 
+def kl_weight(epoch: int, warmup_epochs: int) -> float:
+    """Weight of the KL term in training epoch ``epoch`` (1-based): rises linearly from 0
+    over ``warmup_epochs`` epochs (scVI's KL warm-up), then 1; always 1 without warm-up."""
+    return 1.0 if warmup_epochs == 0 else min(1.0, (epoch - 1) / warmup_epochs)
+
+
 def train_vae(
     counts,
     split,
@@ -109,6 +119,10 @@ def train_vae(
 
     ``log`` receives the progress lines; ``on_epoch(epoch)`` is called after each epoch
     (the benchmark interleaves another loop there).
+
+    With ``kl_warmup_epochs`` the training loss weighs the KL by :func:`kl_weight`; the
+    validation loss is always the full negative ELBO, and the best epoch and early
+    stopping only consider epochs after the warm-up (the warm-up is not cut short).
 
     ``counts``: cells x genes counts (numpy or scipy sparse); ``split``: one of "train",
     "validation", "test" per cell. On CPU the same seed gives a bit-identical latent.
@@ -156,15 +170,18 @@ def train_vae(
         likelihood=params.likelihood,
         posterior_scale=params.posterior_scale,
         encoder_input=params.encoder_input,
+        dropout=params.dropout,
+        decoder_output=params.decoder_output,
     ).to(device)
-    optimizer = flat_adam(model, params.lr)
+    optimizer = flat_adam(model, params.lr, eps=params.adam_eps, weight_decay=params.weight_decay)
 
     rows, best_state, best_loss, best_epoch, wait = [], None, float("inf"), 0, 0
     stopped_early = False
     for epoch in range(1, params.max_epochs + 1):
         start_time = time.perf_counter()
         order = train_t[torch.randperm(len(train_t), generator=shuffle).to(device)]
-        train_reconst, train_kl = _train_epoch(model, optimizer, data, order, params)
+        weight = kl_weight(epoch, params.kl_warmup_epochs)
+        train_reconst, train_kl = _train_epoch(model, optimizer, data, order, params, weight)
         _check_finite(epoch, "training", train_reconst, train_kl, best_state)
         val_reconst, val_kl = _evaluate(model, data, val_t, params.batch_size)
         _check_finite(epoch, "validation", val_reconst, val_kl, best_state)
@@ -174,6 +191,8 @@ def train_vae(
         log(f"epoch {epoch}: train {train_loss:.4f}, validation {val_loss:.4f}, {seconds:.2f} s")
         on_epoch(epoch)
 
+        if weight < 1.0:  # still warming up: the model so far is not the one to keep
+            continue
         if val_loss < best_loss:
             best_loss, best_epoch, wait = val_loss, epoch, 0
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -202,7 +221,7 @@ def train_vae(
     return TrainResult(latent, history, best_state, str(device), stop_reason, best_epoch)
 
 
-def _train_epoch(model, optimizer, data: TrainingData, order, params: VAEParams):
+def _train_epoch(model, optimizer, data: TrainingData, order, params: VAEParams, kl_weight=1.0):
     """One pass over the shuffled training cells ``order``; (reconstruction, KL) per cell."""
     model.train()
     batch_size = params.batch_size
@@ -215,7 +234,7 @@ def _train_epoch(model, optimizer, data: TrainingData, order, params: VAEParams)
         if len(idx) < 2:  # BatchNorm needs two cells; only possible without drop_last
             continue
         x, sf, log_factorial = data.batch(idx)
-        out = model.loss(x, sf, log_factorial=log_factorial)
+        out = model.loss(x, sf, kl_weight=kl_weight, log_factorial=log_factorial)
         optimizer.zero_grad(set_to_none=False)  # zeroes the flat gradient buffer in place
         out.loss.backward()
         optimizer.step()
