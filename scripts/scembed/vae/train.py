@@ -1,9 +1,10 @@
 """Training loop of the VAE: seeds, minibatches, early stopping, the embedding.
 
-A plain PyTorch loop: the counts live in one float32 tensor on the device
-(:class:`TrainingData`), shuffled minibatches are sliced from it by index and size
-factors are computed per minibatch from per-cell and per-gene sums, so no dense cells x
-genes size-factor matrix and no DataLoader are needed. The count constant of the loss is
+A plain PyTorch loop: the counts live in one float32 tensor on the device, or stay
+sparse in host memory with each minibatch densified on its own
+(:class:`TrainingData`); shuffled minibatches are taken by index and size factors are
+computed per minibatch from per-cell and per-gene sums, so no dense cells x genes
+size-factor matrix and no DataLoader are needed. The count constant of the loss is
 computed once per cell, and Adam updates one flat buffer of all parameters
 (:func:`scembed.vae.optim.flat_adam`).
 """
@@ -77,28 +78,63 @@ def size_factors(
 
 
 class TrainingData:
-    """The counts of every cell on the device, with what each minibatch needs: the
-    per-cell count constant of the loss and the row and column sums of the size factors."""
+    """The counts of every cell, with what each minibatch needs: the per-cell count
+    constant of the loss and the row and column sums of the size factors.
 
-    def __init__(self, counts, device: torch.device, size_factor: str):
-        # One float32 tensor for all cells; on CPU it shares memory with a float32 input.
-        if sp.issparse(counts):
-            x = torch.from_numpy(counts.astype(np.float32).toarray())
+    Dense input: one float32 tensor on the device (on CPU it shares memory with a float32
+    input). Sparse input (the workflow's CSR counts): the counts stay CSR in host memory
+    and each minibatch is densified on its own and moved to the device (from pinned
+    memory, asynchronously, on CUDA), so that memory beyond the data is bounded by the
+    batch size. Both give the same minibatches, bit for bit.
+    """
+
+    def __init__(self, counts, device: torch.device, size_factor: str, chunk_size: int = 1024):
+        self.device = device
+        self.sparse = sp.issparse(counts)
+        if self.sparse:
+            self.csr = sp.csr_matrix(counts, dtype=np.float32)
+            self.csr.sort_indices()
+            self.x = None
+            self.log_factorial = torch.cat(
+                [
+                    fused.log_factorial(self._dense_rows(np.arange(start, stop)))
+                    for start, stop in _chunks(counts.shape[0], chunk_size)
+                ]
+            )
         else:
             x = torch.from_numpy(np.ascontiguousarray(counts, dtype=np.float32))
-        self.x = x.to(device)
+            self.x = x.to(device)
+            self.log_factorial = fused.log_factorial(self.x, chunk_size=chunk_size)
+        self.n_cells = counts.shape[0]
         row_sums = np.asarray(counts.sum(axis=1, dtype=np.float64)).ravel()
         col_sums = np.asarray(counts.sum(axis=0, dtype=np.float64)).ravel()
         self.total = float(row_sums.sum())
         self.row_sums = torch.as_tensor(row_sums, dtype=torch.float32, device=device)
         self.col_sums = torch.as_tensor(col_sums, dtype=torch.float32, device=device)
-        self.log_factorial = fused.log_factorial(self.x, chunk_size=1024)
         self.size_factor = size_factor
+
+    def _dense_rows(self, rows: np.ndarray) -> torch.Tensor:
+        """The CSR rows ``rows`` as one dense float32 tensor on the device."""
+        dense = torch.from_numpy(self.csr[rows].toarray())
+        if self.device.type == "cuda":
+            return dense.pin_memory().to(self.device, non_blocking=True)
+        return dense.to(self.device)
+
+    def counts(self, idx: torch.Tensor) -> torch.Tensor:
+        """Dense counts of the cells ``idx`` (cells x genes, on the device)."""
+        if self.sparse:
+            return self._dense_rows(idx.cpu().numpy())
+        return self.x[idx]
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(counts, size factors, count constant) of the cells ``idx``."""
         sf = size_factors(self.row_sums, self.col_sums, self.total, idx, self.size_factor)
-        return self.x[idx], sf, self.log_factorial[idx]
+        return self.counts(idx), sf, self.log_factorial[idx]
+
+
+def _chunks(n: int, size: int):
+    """(start, stop) of consecutive chunks of ``size`` over ``range(n)``."""
+    return [(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 def kl_weight(epoch: int, warmup_epochs: int) -> float:
@@ -209,7 +245,7 @@ def train_vae(
     log(stop_reason)
 
     model.load_state_dict(best_state)
-    latent = _embed(model, data.x, params.batch_size)
+    latent = _embed(model, data, params.batch_size)
     if not np.isfinite(latent).all():
         raise NonFiniteLossError(
             f"the embedding of the best epoch ({best_epoch}) is not finite; "
@@ -226,8 +262,8 @@ def _train_epoch(model, optimizer, data: TrainingData, order, params: VAEParams,
     model.train()
     batch_size = params.batch_size
     n_used = len(order) - len(order) % batch_size if params.drop_last else len(order)
-    reconst_sum = torch.zeros((), device=data.x.device)
-    kl_sum = torch.zeros((), device=data.x.device)
+    reconst_sum = torch.zeros((), device=data.device)
+    kl_sum = torch.zeros((), device=data.device)
     n_seen = 0
     for start in range(0, n_used, batch_size):
         idx = order[start : start + batch_size]
@@ -248,8 +284,8 @@ def _train_epoch(model, optimizer, data: TrainingData, order, params: VAEParams,
 def _evaluate(model, data: TrainingData, idx, batch_size: int) -> tuple[float, float]:
     """Validation (reconstruction, KL) per cell, in eval mode without autograd."""
     model.eval()
-    reconst_sum = torch.zeros((), device=data.x.device)
-    kl_sum = torch.zeros((), device=data.x.device)
+    reconst_sum = torch.zeros((), device=data.device)
+    kl_sum = torch.zeros((), device=data.device)
     with torch.inference_mode():
         for start in range(0, len(idx), batch_size):
             x, sf, log_factorial = data.batch(idx[start : start + batch_size])
@@ -260,13 +296,13 @@ def _evaluate(model, data: TrainingData, idx, batch_size: int) -> tuple[float, f
     return reconst, kl
 
 
-def _embed(model, x_all, batch_size: int) -> np.ndarray:
-    """Encoder mean q(z|x) of every cell, in eval mode without autograd."""
+def _embed(model, data: TrainingData, batch_size: int) -> np.ndarray:
+    """Encoder mean q(z|x) of every cell, in eval mode without autograd, a batch at a time."""
     model.eval()
     with torch.inference_mode():
         parts = [
-            model.inference(x_all[start : start + batch_size])["qz_m"]
-            for start in range(0, x_all.shape[0], batch_size)
+            model.inference(data.counts(torch.arange(start, stop, device=data.device)))["qz_m"]
+            for start, stop in _chunks(data.n_cells, batch_size)
         ]
     return torch.cat(parts).cpu().numpy()
 
