@@ -117,6 +117,33 @@ def test_cluster_embedding_is_seeded(clustered):
     np.testing.assert_array_equal(first.obsm["X_umap"], again.obsm["X_umap"])
 
 
+def test_umap_above_umap_max_cells_is_a_seeded_sample(tmp_path):
+    from scembed.plots import umap_figure
+
+    points, labels = blobs(n_per_blob=50)  # 200 cells
+    settings = {**GRAPH, "n_neighbors": 10, "umap_max_cells": 60}
+    runs = [cluster_embedding(embedding_adata(points, labels), 4, **settings) for _ in (0, 1)]
+    xy = runs[0].obsm["X_umap"]
+    drawn = np.isfinite(xy).all(axis=1)
+    assert drawn.sum() == 60 and np.isnan(xy[~drawn]).all()
+    np.testing.assert_array_equal(xy, runs[1].obsm["X_umap"])  # the same sample and layout
+    assert "seeded sample of 60 of 200 cells (umap_max_cells: 60)" in runs[0].uns["umap_note"]
+    other = cluster_embedding(embedding_adata(points, labels), 5, **settings).obsm["X_umap"]
+    assert not np.array_equal(np.isfinite(other).all(axis=1), drawn)  # another seed's sample
+    # Leiden still clusters every cell
+    assert runs[0].obs["leiden"].notna().all()
+    umap_figure(xy, runs[0].obs["leiden"], runs[0].obs["label"], "sampled", tmp_path / "u.png")
+    assert (tmp_path / "u.png").stat().st_size > 0
+    skipped = cluster_embedding(
+        embedding_adata(points, labels), 4, **{**settings, "umap_max_cells": 0}
+    )
+    assert np.isnan(skipped.obsm["X_umap"]).all() and "UMAP skipped" in skipped.uns["umap_note"]
+    whole = cluster_embedding(
+        embedding_adata(points, labels), 4, **{**settings, "umap_max_cells": 200}
+    )
+    assert np.isfinite(whole.obsm["X_umap"]).all() and "umap_note" not in whole.uns
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_cluster_embedding_refuses_non_finite(bad):
     points, labels = blobs(n_per_blob=10)

@@ -402,7 +402,12 @@ def test_realistic_size_run(tmp_path):
         "seeds": [0],
         # leidenalg run to convergence costs minutes per Leiden run at this size (README,
         # "Large datasets"); igraph's two iterations are scanpy's coming default
-        "cluster": {"leiden_flavor": "igraph", "leiden_directed": False, "leiden_n_iterations": 2},
+        "cluster": {
+            "leiden_flavor": "igraph",
+            "leiden_directed": False,
+            "leiden_n_iterations": 2,
+            "umap_max_cells": 5000,  # the UMAP (figures only) of a seeded sample
+        },
     }
     summary = run_with_report(tmp_path, config)
     metrics = pd.read_csv(summary / "metrics.tsv", sep="\t").set_index("method")
@@ -412,6 +417,9 @@ def test_realistic_size_run(tmp_path):
     assert metrics[["silhouette", "knn_accuracy", "matched_ari"]].notna().all().all()
     clusters = pd.read_csv(tmp_path / "results/large/vae/seed0/clusters.tsv", sep="\t")
     assert len(clusters) == metrics.loc["vae", "n_cells"] and clusters["cluster"].notna().all()
+    assert clusters["umap_1"].notna().sum() == 5000 == clusters["umap_2"].notna().sum()
+    log = (tmp_path / "results/logs/cluster/large/vae/seed0.log").read_text()
+    assert f"UMAP of a seeded sample of 5000 of {len(clusters)} cells" in log
     embedding = ad.read_h5ad(tmp_path / "results/large/vae/seed0/embedding.h5ad")
     assert np.isfinite(embedding.obsm["X_emb"]).all()
 

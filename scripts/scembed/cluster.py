@@ -139,6 +139,48 @@ def umap(adata: ad.AnnData, seed: int, min_dist: float = 0.5) -> np.ndarray:
     return adata.obsm["X_umap"]
 
 
+def umap_cells(n_obs: int, max_cells: int, seed: int) -> np.ndarray:
+    """Sorted indices of the cells drawn in the UMAP: all up to ``max_cells``, a seeded
+    random sample of ``max_cells`` above it, none when ``max_cells`` is 0."""
+    if n_obs <= max_cells:
+        return np.arange(n_obs)
+    return np.sort(np.random.default_rng(seed).choice(n_obs, size=max_cells, replace=False))
+
+
+def umap_of_sample(
+    adata: ad.AnnData,
+    seed: int,
+    min_dist: float,
+    max_cells: int,
+    n_neighbors: int,
+    knn_search: str,
+) -> str | None:
+    """``obsm["X_umap"]`` of every cell, NaN for the cells left out above ``max_cells``.
+
+    Up to ``max_cells`` cells, the UMAP of the whole kNN graph; above, the UMAP of a
+    seeded sample's own kNN graph (UMAP's optimisation grows with the cells while it
+    only serves the figures); with ``max_cells`` 0, no UMAP. Returns why cells were
+    left out (for the log), or None when every cell is drawn.
+    """
+    cells = umap_cells(adata.n_obs, max_cells, seed)
+    if len(cells) == adata.n_obs:
+        umap(adata, seed, min_dist)
+        return None
+    xy = np.full((adata.n_obs, 2), np.nan, dtype=np.float32)
+    if len(cells) >= 3:
+        sample = ad.AnnData(obs=adata.obs.iloc[cells][[]].copy())
+        sample.obsm[EMBEDDING_KEY] = adata.obsm[EMBEDDING_KEY][cells]
+        neighbors_graph(sample, min(n_neighbors, len(cells) - 1), seed, knn_search)
+        xy[cells] = umap(sample, seed, min_dist)
+    adata.obsm["X_umap"] = xy
+    if max_cells == 0:
+        return f"UMAP skipped (umap_max_cells: 0; {adata.n_obs} cells)"
+    return (
+        f"UMAP of a seeded sample of {len(cells)} of {adata.n_obs} cells "
+        f"(umap_max_cells: {max_cells}); the other cells have no UMAP coordinates"
+    )
+
+
 def cluster_embedding(
     adata: ad.AnnData,
     seed: int,
@@ -150,12 +192,16 @@ def cluster_embedding(
     leiden_n_iterations: int,
     leiden_directed: bool,
     umap_min_dist: float,
+    umap_max_cells: int,
 ) -> ad.AnnData:
     """Graph, Leiden (``obs["leiden"]``) and UMAP (``obsm["X_umap"]``) on ``obsm["X_emb"]``.
 
-    The parameters are the config's ``cluster`` keys (defaults in the schema)."""
+    The parameters are the config's ``cluster`` keys (defaults in the schema). When the
+    UMAP leaves cells out, ``uns["umap_note"]`` says why (:func:`umap_of_sample`)."""
     check_embedding(adata.obsm[EMBEDDING_KEY], "cluster")
     neighbors_graph(adata, n_neighbors, seed, knn_search)
     leiden(adata, resolution, seed, leiden_flavor, leiden_n_iterations, leiden_directed)
-    umap(adata, seed, umap_min_dist)
+    note = umap_of_sample(adata, seed, umap_min_dist, umap_max_cells, n_neighbors, knn_search)
+    if note:
+        adata.uns["umap_note"] = note
     return adata

@@ -32,7 +32,8 @@ def evaluate_embedding(
     ``cluster_params`` go to :func:`cluster_embedding` (graph, Leiden, UMAP). Adds
     ``obs["leiden"]`` (the configured resolution), ``obs["leiden_matched"]`` (resolution
     bisected to as many clusters as labels), ``obs["kmeans"]`` (k = number of labels)
-    and ``obsm["X_umap"]``.
+    and ``obsm["X_umap"]`` (NaN for cells outside the UMAP's sample; ``uns["umap_note"]``
+    says why).
     """
     label_key = adata.uns["label_key"]
     scored = adata.obs[label_key].notna().to_numpy()

@@ -20,6 +20,13 @@ def _save(fig, path: str, dpi: int = 120) -> None:
 
 
 def _scatter(ax, xy: np.ndarray, groups, title: str) -> None:
+    """Cells coloured by group; cells without coordinates (outside the UMAP's sample)
+    are not drawn, and the title says how many are."""
+    xy = np.asarray(xy, dtype=float)
+    drawn = np.isfinite(xy).all(axis=1)
+    if not drawn.all():
+        title = f"{title} ({drawn.sum()} of {len(xy)} cells)"
+    xy, groups = xy[drawn], pd.Series(groups).to_numpy()[drawn]
     groups = pd.Series(groups)
     missing = groups.isna().to_numpy()
     groups = groups.astype(str).to_numpy()
