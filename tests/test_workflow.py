@@ -353,6 +353,7 @@ def test_run_summary_outputs(synthetic_run):
     provenance = json.loads((summary / "provenance.json").read_text())
     assert provenance["data"]["synthetic"]["source"] == "synthetic"
     assert provenance["packages"]["torch"].startswith("2.13")
+    assert provenance["packages"]["scvi-tools"] == "1.4.2"  # the scvi runs' version
     assert provenance["devices"]["synthetic/vae"] == ["cpu"]
     assert set(provenance["config"]["methods"]) == set(METHODS)
     for figure in ("metrics", "umaps", "losses", "heatmap"):

@@ -21,7 +21,10 @@ PACKAGES = (
     "leidenalg",
     "igraph",
     "umap-learn",
+    "pynndescent",
     "matplotlib",
+    "scvi-tools",
+    "lightning",
 )
 
 
