@@ -171,6 +171,18 @@ def test_a_label_column_with_no_label_at_all_is_refused():
         finish(ad.AnnData(X=counts, obs=obs), "cell_type", "test", {})
 
 
+def test_a_label_column_with_a_single_value_is_refused():
+    """One type (missing labels aside) gives ARI/NMI that mean nothing (issue 13)."""
+    from scembed.checks import DataError
+
+    obs = pd.DataFrame({"cell_type": ["B"] * 8 + [np.nan] * 2}, index=[f"c{i}" for i in range(10)])
+    counts = sp.csr_matrix(np.ones((10, 3), dtype=np.int32))
+    with pytest.raises(DataError, match="holds a single value \\('B'\\).*at least two"):
+        finish(ad.AnnData(X=counts, obs=obs), "cell_type", "cells.h5ad", {})
+    obs.iloc[0, 0] = 7  # numeric labels count as strings: two types now
+    finish(ad.AnnData(X=counts, obs=obs.astype(object)), "cell_type", "cells.h5ad", {})
+
+
 # --------------------------------------------------------------------------- comparison
 
 

@@ -67,7 +67,8 @@ def _bad_counts(values: np.ndarray) -> np.ndarray:
 
 
 def check_labels(obs: pd.DataFrame, label_key: str, where: str) -> None:
-    """Fail unless ``obs`` has the label column, listing the columns that exist."""
+    """Fail unless ``obs`` has the label column (listing the columns that exist) with at
+    least two distinct labels."""
     if label_key not in obs.columns:
         raise DataError(
             f"{where}: there is no label column {label_key!r}; the columns are "
@@ -77,6 +78,13 @@ def check_labels(obs: pd.DataFrame, label_key: str, where: str) -> None:
         raise DataError(
             f"{where}: the label column {label_key!r} has no labels (every value is missing "
             "or empty). Set `label_key` to a column that holds the cell types."
+        )
+    values = obs[label_key][labelled(obs[label_key])].astype(str).unique()
+    if len(values) < 2:
+        raise DataError(
+            f"{where}: the label column {label_key!r} holds a single value ({values[0]!r}): "
+            "ARI, NMI and every other score against one label mean nothing. Set "
+            "`label_key` to a column with at least two cell types."
         )
 
 
