@@ -257,7 +257,7 @@ def train_vae(
     return TrainResult(latent, history, best_state, str(device), stop_reason, best_epoch)
 
 
-def _train_epoch(model, optimizer, data: TrainingData, order, params: VAEParams, kl_weight=1.0):
+def _train_epoch(model, optimizer, data: TrainingData, order, params: VAEParams, kl_scale=1.0):
     """One pass over the shuffled training cells ``order``; (reconstruction, KL) per cell."""
     model.train()
     batch_size = params.batch_size
@@ -270,7 +270,7 @@ def _train_epoch(model, optimizer, data: TrainingData, order, params: VAEParams,
         if len(idx) < 2:  # BatchNorm needs two cells; only possible without drop_last
             continue
         x, sf, log_factorial = data.batch(idx)
-        out = model.loss(x, sf, kl_weight=kl_weight, log_factorial=log_factorial)
+        out = model.loss(x, sf, kl_weight=kl_scale, log_factorial=log_factorial)
         optimizer.zero_grad(set_to_none=False)  # zeroes the flat gradient buffer in place
         out.loss.backward()
         optimizer.step()
