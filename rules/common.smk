@@ -107,11 +107,12 @@ def get_dataset(wildcards):
 
 def get_source_params(wildcards):
     """The dataset's source options only: a `preprocess` or `cluster` override of the
-    dataset must not rerun the download and the import."""
+    dataset, or its `download` settings (timeouts, retries), must not rerun the download
+    and the import."""
     return {
         key: value
         for key, value in get_dataset(wildcards).items()
-        if key not in ("preprocess", "cluster")
+        if key not in ("preprocess", "cluster", "download")
     }
 
 

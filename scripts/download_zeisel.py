@@ -6,20 +6,19 @@ from scembed.sources import download, zeisel_layout_ok
 
 def main(snakemake):
     log = setup_logging(snakemake.log[0])
+    name = snakemake.wildcards.dataset
     dataset = snakemake.params.dataset
-    log.info("downloading from %s", dataset["urls"])
+    # The dataset's `download` settings (timeouts, retries) come from the config, not from
+    # params: changing them must not rerun a download that already succeeded.
+    settings = snakemake.config["datasets"][name]["download"]
+    log.info("downloading from %s (%s)", dataset["urls"], settings)
     provenance = download(
         dataset["urls"],
         snakemake.output.data,
         sha256=dataset.get("sha256"),
         verify=zeisel_layout_ok,
-        config_key=f"datasets.{snakemake.wildcards.dataset}",
-    )
-    log.info(
-        "got %s bytes from %s (sha256 %s)",
-        provenance["bytes"],
-        provenance["url"],
-        provenance["sha256"],
+        config_key=f"datasets.{name}",
+        **settings,
     )
     write_json(provenance, snakemake.output.provenance)
 

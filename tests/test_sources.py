@@ -393,12 +393,15 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
+PATIENCE = {"stall_timeout": 10, "min_speed": 0, "retries": 0, "retry_delay": 0}
+
+
 def test_download_falls_back_to_the_second_mirror(tmp_path):
     body = zeisel_text(*zeisel_example()).encode()
     dest = tmp_path / "download" / "expression.txt"
     with serve({"/zeisel.txt": (body, None)}) as base:
         urls = [f"{base}/missing.txt", closed_port_url(), f"{base}/zeisel.txt"]
-        provenance = download(urls, dest, verify=zeisel_layout_ok, timeout=10)
+        provenance = download(urls, dest, verify=zeisel_layout_ok, **PATIENCE)
     assert dest.read_bytes() == body
     assert provenance["url"] == urls[2]
     assert provenance["sha256"] == hashlib.sha256(body).hexdigest()
@@ -411,7 +414,7 @@ def test_download_accepts_the_pinned_checksum(tmp_path):
     dest = tmp_path / "expression.txt"
     with serve({"/zeisel.txt": (body, None)}) as base:
         sha = hashlib.sha256(body).hexdigest()
-        assert download([f"{base}/zeisel.txt"], dest, sha256=sha)["sha256"] == sha
+        assert download([f"{base}/zeisel.txt"], dest, sha256=sha, **PATIENCE)["sha256"] == sha
 
 
 @pytest.mark.parametrize(
@@ -433,7 +436,7 @@ def test_download_rejects_incomplete_or_wrong_files(tmp_path, route, reason):
     dest = tmp_path / "expression.txt"
     sha256 = "ab" * 32 if route == "bad_checksum" else None
     with serve(routes) as base, pytest.raises(DataError) as err:
-        download([f"{base}/{route}"], dest, sha256=sha256, verify=zeisel_layout_ok, timeout=10)
+        download([f"{base}/{route}"], dest, sha256=sha256, verify=zeisel_layout_ok, **PATIENCE)
     assert f"{base}/{route}" in str(err.value)
     assert any(re.search(reason, line) for line in str(err.value).splitlines())
     assert not dest.exists()
@@ -446,7 +449,7 @@ def test_download_all_mirrors_fail(tmp_path):
     with serve({}) as base:
         urls = [f"{base}/a/expression.txt", refused]
         with pytest.raises(DataError) as err:
-            download(urls, dest, verify=zeisel_layout_ok, timeout=10)
+            download(urls, dest, verify=zeisel_layout_ok, **PATIENCE)
     message = str(err.value)
     lines = message.splitlines()
     assert any(urls[0] in line and "404" in line for line in lines)

@@ -6,8 +6,16 @@ Every reader returns an AnnData with sparse CSR integer counts in ``X``, the lab
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import http.client
+import logging
 import os
+import socket
+import threading
+import time
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +27,8 @@ import scipy.sparse as sp
 
 from scembed.checks import DataError, check_counts, check_labels, normalise_labels
 from scembed.runtime import atomic_path
+
+log = logging.getLogger("scembed.sources")
 
 ZEISEL_FIELDS = (
     "tissue",
@@ -166,49 +176,303 @@ def zeisel_layout_ok(path: str | os.PathLike) -> None:
     check_counts(adata.X, str(path))
 
 
+# --------------------------------------------------------------------------- downloads
+
+
+class DownloadFault(DataError):
+    """One failed attempt at one mirror: what went wrong, whether another attempt may
+    succeed, and what the user can do about it."""
+
+    def __init__(self, message: str, fix: str, retry: bool = False):
+        super().__init__(message)
+        self.fix, self.retry = fix, retry
+
+
+class _Watchdog:
+    """Ends an attempt that stalls or crawls by shutting its socket down.
+
+    A per-read socket timeout never fires on a server that sends a byte now and then, so
+    a thread watches the bytes received: nothing for ``stall_timeout`` seconds, or under
+    ``min_speed`` bytes/s on average over a window of ``stall_timeout`` seconds, ends it.
+    """
+
+    def __init__(self, stall_timeout: float, min_speed: float):
+        self.stall_timeout, self.min_speed = stall_timeout, min_speed
+        self.sock = None  # set by the connection once it is open
+        self.received = 0
+        self.last = time.monotonic()  # when the last byte came
+        self.reason = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def got(self, n: int) -> None:
+        self.received += n
+        self.last = time.monotonic()
+
+    def _watch(self) -> None:
+        tick = min(0.25, self.stall_timeout / 10)
+        window, window_bytes = time.monotonic(), 0
+        while not self._done.wait(tick):
+            now = time.monotonic()
+            if self.reason is None and now - self.last >= self.stall_timeout:
+                self.reason = f"stalled: no data for {self.stall_timeout:g} s"
+            elif self.reason is None and now - window >= self.stall_timeout:
+                speed = (self.received - window_bytes) / (now - window)
+                if speed < self.min_speed:
+                    self.reason = (
+                        f"too slow: {speed:.0f} bytes/s over the last {now - window:.1f} s, "
+                        f"under min_speed {self.min_speed:g} bytes/s"
+                    )
+                window, window_bytes = now, self.received
+            if self.reason is not None and self.sock is not None:
+                with contextlib.suppress(OSError):  # the plain socket's, under any TLS
+                    socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+                return
+
+
+class _Watched:
+    """A connection that hands its socket to the attempt's watchdog once connected."""
+
+    watch: _Watchdog
+
+    def connect(self):
+        super().connect()
+        self.watch.sock = self.sock
+
+
+class _WatchedHTTPConnection(_Watched, http.client.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, http.client.HTTPSConnection):
+    pass
+
+
+def _opener(watch: _Watchdog) -> urllib.request.OpenerDirector:
+    """urllib's opener (proxies, redirects, file:// URLs) with watched connections."""
+
+    def connection(cls):
+        def make(host, **kwargs):
+            conn = cls(host, **kwargs)
+            conn.watch = watch
+            return conn
+
+        return make
+
+    class HTTPHandler(urllib.request.HTTPHandler):
+        def http_open(self, req):
+            return self.do_open(connection(_WatchedHTTPConnection), req)
+
+    class HTTPSHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req):
+            return self.do_open(connection(_WatchedHTTPSConnection), req, context=self._context)
+
+    return urllib.request.build_opener(HTTPHandler, HTTPSHandler)
+
+
+# A stalled or crawling server seldom recovers within seconds, and each retry would cost
+# another stall_timeout: the next mirror is tried at once.
+_SLOW_FIX = (
+    "the server stopped sending, or sent too slowly: if your link is just slow, raise "
+    "`download.stall_timeout` or lower `download.min_speed`; else try again later or use "
+    "another mirror"
+)
+_DROPPED_FIX = "the connection dropped: try again later or use another mirror"
+_NO_ROUTE = {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN}
+
+
+def _fault(err: BaseException, stall_timeout: float) -> tuple[DownloadFault, bool]:
+    """``err`` as a :class:`DownloadFault`, and whether it says the host was unreachable
+    (no name resolution, connection refused, no route)."""
+    if isinstance(err, DownloadFault):
+        return err, False
+    if isinstance(err, urllib.error.HTTPError):
+        retry = err.code >= 500 or err.code in (408, 429)
+        fix = (
+            "the server failed: try again later or use another mirror"
+            if retry
+            else "the file is not served at this URL: correct it or remove it from `urls`"
+        )
+        return DownloadFault(f"HTTP Error {err.code}: {err.reason}", fix, retry), False
+    reason = err.reason if isinstance(err, urllib.error.URLError) else err
+    if isinstance(reason, TimeoutError):
+        return DownloadFault(f"stalled: no data for {stall_timeout:g} s", _SLOW_FIX), False
+    if isinstance(reason, socket.gaierror):
+        fix = "check the host name in the URL, your network connection and DNS"
+        return DownloadFault(f"cannot resolve the host name ({reason})", fix, True), True
+    if isinstance(reason, FileNotFoundError):
+        return DownloadFault(f"no such file ({reason})", "correct the URL", False), False
+    if isinstance(reason, OSError) and reason.errno in _NO_ROUTE:
+        fix = "the host does not answer: check the URL and your network connection"
+        return DownloadFault(f"{type(reason).__name__}: {reason}", fix, True), True
+    if isinstance(reason, OSError | http.client.HTTPException):
+        return DownloadFault(f"{type(reason).__name__}: {reason}", _DROPPED_FIX, True), False
+    if isinstance(err, urllib.error.URLError):  # e.g. an unknown URL scheme
+        fix = "write a full http://, https:// or file:// URL"
+        return DownloadFault(f"URLError: {reason}", fix, False), False
+    if isinstance(err, ValueError) and not isinstance(err, DataError):
+        return DownloadFault(f"{type(err).__name__}: {err}", "correct the URL", False), False
+    fix = "an unexpected error: try again, or get the file by other means (below)"
+    return DownloadFault(f"{type(err).__name__}: {err}", fix, False), False
+
+
+_LOCAL = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _is_local(err: BaseException) -> bool:
+    """Whether ``err`` is about writing here (full disk, read-only or forbidden folder),
+    which no mirror can cure (urllib wraps the network's own errors in URLError)."""
+    return (
+        isinstance(err, OSError)
+        and not isinstance(err, urllib.error.URLError)
+        and err.errno in _LOCAL
+    )
+
+
+def _attempt(url, dest, sha256, verify, stall_timeout, min_speed) -> dict:
+    """Fetch ``url`` into a temporary file next to ``dest``; rename it only once checked."""
+    with atomic_path(dest) as tmp, _Watchdog(stall_timeout, min_speed) as watch:
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with open(tmp, "wb") as out, _opener(watch).open(url, timeout=stall_timeout) as r:
+                expected = r.headers.get("Content-Length")
+                read = getattr(r, "read1", r.read)  # read1: back after each packet
+                while block := read(1 << 16):
+                    watch.got(len(block))
+                    digest.update(block)
+                    out.write(block)
+                    size += len(block)
+                    if watch.reason is not None:
+                        break
+        except Exception as err:
+            if watch.reason is None:
+                raise
+            raise DownloadFault(watch.reason, _SLOW_FIX) from err
+        watch.stop()
+        if watch.reason is not None:
+            raise DownloadFault(watch.reason, _SLOW_FIX)
+        if expected is not None and int(expected) != size:
+            raise DownloadFault(
+                f"truncated: got {size} of the {expected} bytes announced", _DROPPED_FIX, True
+            )
+        actual = digest.hexdigest()
+        if sha256 and actual.lower() != sha256.lower():
+            raise DownloadFault(
+                f"SHA-256 {actual} does not match the pinned {sha256}",
+                "this mirror serves another file: remove it from `urls`, or correct `sha256`",
+            )
+        if verify is not None:
+            try:
+                verify(tmp)
+            except DataError as err:  # name the mirror, not the temporary file
+                raise DownloadFault(
+                    str(err).replace(f"{tmp}: ", ""),
+                    "this mirror serves something else than the expected file: remove it "
+                    "from `urls`",
+                ) from err
+    return {
+        "url": url,
+        "sha256": actual,
+        "bytes": size,
+        "downloaded": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
 def download(
     urls: list[str],
     dest: str | os.PathLike,
+    *,
+    stall_timeout: float,
+    min_speed: float,
+    retries: int,
+    retry_delay: float,
     sha256: str | None = None,
     verify=None,
-    timeout=60,
     config_key: str = "this dataset",
 ) -> dict:
     """Fetch the first mirror that serves a complete, valid file; write ``dest`` atomically.
 
-    Each mirror is written to a temporary file next to ``dest``, checked (complete against
-    Content-Length, ``sha256`` when pinned, ``verify(path)`` when given) and only then
-    renamed. Returns provenance (url, sha256, bytes, date); on failure names every URL
-    and tells how to point ``config_key`` (e.g. ``datasets.cortex``) at a local copy.
+    Each mirror gets ``1 + retries`` attempts, ``retry_delay`` x 1, 2, 4... seconds apart,
+    for quick faults that may pass (dropped connection, HTTP 5xx, unreachable host). An
+    attempt ends when no byte comes for ``stall_timeout`` seconds or fewer than
+    ``min_speed`` bytes/s come over ``stall_timeout`` seconds; such a mirror, a wrong file
+    or a missing URL moves on to the next mirror at once. Each attempt writes a temporary file next
+    to ``dest``, checked (complete against Content-Length, ``sha256`` when pinned,
+    ``verify(path)`` when given) before it is renamed, and removed on any failure.
+    Returns provenance (url, sha256, bytes, date) and logs how to pin the checksum; on
+    failure names every URL, its error and the fix, and how to point ``config_key``
+    (e.g. ``datasets.cortex``) at a local copy.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    errors = []
+    errors, unreachable = [], []
     for url in urls:
-        try:
-            with atomic_path(dest) as tmp:
-                digest = hashlib.sha256()
-                with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
-                    expected = r.headers.get("Content-Length")
-                    size = _stream(r.read, digest, out)
-                if expected is not None and int(expected) != size:
-                    raise DataError(f"truncated: got {size} of {expected} bytes")
-                actual = digest.hexdigest()
-                if sha256 and actual.lower() != sha256.lower():
-                    raise DataError(f"SHA-256 {actual} does not match the pinned {sha256}")
-                if verify is not None:
-                    verify(tmp)
-            return {
-                "url": url,
-                "sha256": actual,
-                "bytes": size,
-                "downloaded": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
-        except Exception as err:  # every mirror gets its chance; all errors are reported
-            errors.append(f"  {url}: {type(err).__name__}: {err}")
+        for attempt in range(1, retries + 2):
+            try:
+                provenance = _attempt(url, dest, sha256, verify, stall_timeout, min_speed)
+            except Exception as err:  # every mirror gets its chance; all errors are reported
+                if _is_local(err):
+                    raise DataError(
+                        f"cannot write the download next to {dest}: {err}. Free some disk "
+                        f"space or make {dest.parent} writable (or set `results_dir`)."
+                    ) from err
+                fault, no_route = _fault(err, stall_timeout)
+                if fault.retry and attempt <= retries:
+                    delay = retry_delay * 2 ** (attempt - 1)
+                    log.warning(
+                        "%s: attempt %d of %d failed (%s); again in %g s",
+                        url,
+                        attempt,
+                        retries + 1,
+                        fault,
+                        delay,
+                    )
+                    time.sleep(delay)
+                    continue
+                tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
+                errors.append(f"  {url}: {fault} ({tries}). Fix: {fault.fix}.")
+                unreachable.append(no_route)
+                log.warning("%s", errors[-1].strip())
+                break
+            else:
+                pin = (
+                    "it matches the pinned sha256"
+                    if sha256
+                    else f"to pin this file, add `sha256: {provenance['sha256']}` under "
+                    f"{config_key} in your config"
+                )
+                log.info(
+                    "downloaded %d bytes from %s; sha256 %s (%s)",
+                    provenance["bytes"],
+                    url,
+                    provenance["sha256"],
+                    pin,
+                )
+                return provenance
+    offline = ""
+    if unreachable and all(unreachable):
+        offline = (
+            "\nThe network seems unreachable: no mirror could be connected to (host name "
+            "not resolved, connection refused or no route). Check your connection, or work "
+            "offline from a local copy:"
+        )
     raise DataError(
         f"could not download {dest.name} from any mirror:\n"
         + "\n".join(errors)
+        + offline
         + f"\nDownload the file by other means and set `path: /where/you/saved/it` under "
         f"{config_key} in your config (or list a reachable mirror under `urls`)."
     )
