@@ -2,6 +2,7 @@ import copy
 import os
 import re
 import sys
+from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
@@ -28,9 +29,13 @@ def use_only_the_given_configfiles():
 
 
 use_only_the_given_configfiles()
+sys.path.insert(0, f"{workflow.basedir}/scripts")
+from scembed.checks import repeated_seeds, known_cell_count, too_few_cells  # noqa: E402
+
+if repeated_seeds(config.get("seeds")):  # clearer than the schema's uniqueItems dump
+    raise WorkflowError(repeated_seeds(config["seeds"]))
 validate(config, schema="../config/schema/config.schema.yaml")
 
-sys.path.insert(0, f"{workflow.basedir}/scripts")
 from scembed.versions import version_mismatches  # noqa: E402
 
 for message in version_mismatches():
@@ -78,6 +83,30 @@ wildcard_constraints:
 
 
 check_scvi_installed()
+
+
+def check_known_cell_counts():
+    """Datasets whose cells the config fixes (synthetic, pbmc68k) must have enough of them
+    for the split, `cluster.n_neighbors` and each VAE's minibatch: fail before any job.
+    Datasets read from files are checked by the job that needs the cells (preprocess,
+    train_vae, cluster), as soon as their number is known."""
+    problems = []
+    for name in DATASETS:
+        n_cells = known_cell_count(config["datasets"][name])
+        if n_cells is None:
+            continue
+        wildcards = SimpleNamespace(dataset=name)
+        preprocess = get_preprocess_params(wildcards)
+        problems += too_few_cells(
+            n_cells,
+            f"datasets.{name}",
+            n_neighbors=get_cluster_params(wildcards)["n_neighbors"],
+            validation_fraction=preprocess["validation_fraction"],
+            test_fraction=preprocess["test_fraction"],
+            vae_methods={m: config["methods"][m] for m in methods_of_kind("vae")},
+        )
+    if problems:
+        raise WorkflowError("\n".join(problems))
 
 
 def get_final_outputs():
@@ -128,6 +157,9 @@ def get_preprocess_params(wildcards):
 def get_cluster_params(wildcards):
     """Top-level `cluster` updated with this dataset's overrides."""
     return {**config["cluster"], **get_dataset(wildcards).get("cluster", {})}
+
+
+check_known_cell_counts()
 
 
 def get_import_inputs(wildcards):

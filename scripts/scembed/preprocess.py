@@ -7,7 +7,7 @@ import numpy as np
 import scanpy as sc
 import scipy.sparse as sp
 
-from scembed.checks import DataError
+from scembed.checks import MIN_CELLS, DataError, split_sizes
 
 
 def count_variance(X) -> np.ndarray:
@@ -45,8 +45,8 @@ def split_cells(
 ) -> np.ndarray:
     """One random train/validation/test assignment (numpy RandomState, as in the book)."""
     order = np.random.RandomState(seed).permutation(n_cells)
-    n_validation = int(round(validation_fraction * n_cells))
-    n_test = int(round(test_fraction * n_cells))
+    sizes = split_sizes(n_cells, validation_fraction, test_fraction)
+    n_validation, n_test = sizes["validation"], sizes["test"]
     split = np.full(n_cells, "train", dtype=object)
     split[order[:n_validation]] = "validation"
     split[order[n_validation : n_validation + n_test]] = "test"
@@ -70,18 +70,20 @@ def preprocess(
     The parameters are the config's ``preprocess`` keys (their defaults live in the
     schema, config/schema/config.schema.yaml). The order is the book's: genes are chosen
     on all cells, then cells with fewer than ``min_genes`` expressed kept genes are
-    dropped, then the split is drawn.
+    dropped (and, whatever ``min_genes``, cells without any count in the kept genes: a
+    cell of total 0 cannot be normalised), then the split is drawn.
     """
     genes = select_genes(raw, n_top_genes, gene_selection)
     adata = raw[:, genes].copy()
     adata.X = sp.csr_matrix(adata.X)
     expressed = np.asarray((adata.X > 0).sum(axis=1)).ravel()
-    keep = expressed >= min_genes
-    if keep.sum() < 10:
+    keep = expressed >= max(min_genes, 1)
+    if keep.sum() < MIN_CELLS:
         raise DataError(
-            f"only {int(keep.sum())} of {adata.n_obs} cells have at least {min_genes} "
-            f"expressed genes among the {len(genes)} kept genes. Lower `min_genes` "
-            "under this dataset's `preprocess`."
+            f"only {int(keep.sum())} of {adata.n_obs} cells have at least "
+            f"{max(min_genes, 1)} expressed genes among the {len(genes)} kept genes, and "
+            f"the workflow needs at least {MIN_CELLS}. Lower `min_genes` or raise "
+            "`n_top_genes` under this dataset's `preprocess`, or use more cells."
         )
     adata = adata[keep].copy()
     adata.obs["n_genes_expressed"] = expressed[keep]

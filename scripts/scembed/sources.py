@@ -45,22 +45,89 @@ ZEISEL_FIELDS = (
 
 
 def finish(adata: ad.AnnData, label_key: str, where: str, provenance: dict) -> ad.AnnData:
-    """Check counts and labels, store them in the common layout and record provenance."""
+    """Check counts and labels, store them in the common layout and record provenance.
+
+    Cells without any count are dropped (refused when every cell is empty); genes without
+    any count are kept (gene selection ranks them last). Duplicated cell or gene names are
+    made unique (:func:`make_names_unique`). Each of these says so in the log.
+    """
+
     check_labels(adata.obs, label_key, where)
     check_counts(adata.X, where)
     X = sp.csr_matrix(adata.X)
     X.data = np.rint(X.data)
     adata.X = X.astype(np.int64 if X.data.size and X.data.max() > 2**31 - 1 else np.int32)
     adata.X.eliminate_zeros()
+    n_cells = adata.n_obs
+    adata = drop_empty_cells(adata, where)
+    if adata.n_obs < n_cells:
+        check_labels(adata.obs, label_key, where)  # the empty cells may have held a type
+    empty_genes = int((adata.X.getnnz(axis=0) == 0).sum())
+    if empty_genes:
+        log.info(
+            "%s: %d of %d genes have no count in any cell; kept (gene selection ranks them last)",
+            where,
+            empty_genes,
+            adata.n_vars,
+        )
     adata.obs[label_key] = normalise_labels(adata.obs[label_key])
-    adata.obs_names_make_unique()
-    adata.var_names_make_unique()
+    make_names_unique(adata, where)
     adata.uns["label_key"] = label_key
     adata.uns["provenance"] = {
         **provenance,
         "imported": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return adata
+
+
+def drop_empty_cells(adata: ad.AnnData, where: str) -> ad.AnnData:
+    """``adata`` (CSR counts) without its cells of total count 0, with a log line; a
+    matrix without any count is refused."""
+    empty = adata.X.getnnz(axis=1) == 0
+    if empty.all():
+        raise DataError(
+            f"{where}: every one of the {adata.n_obs} cells ({adata.n_vars} genes) has zero "
+            "counts: the matrix is empty. Check that `path` is the file you meant (and, "
+            "for an h5ad file, that `counts_layer` names the layer of the counts)."
+        )
+    if not empty.any():
+        return adata
+    log.warning(
+        "%s: dropped %d of %d cells without any count (e.g. %s)",
+        where,
+        int(empty.sum()),
+        adata.n_obs,
+        list(adata.obs_names[empty][:3]),
+    )
+    return adata[~empty].copy()
+
+
+def make_names_unique(adata: ad.AnnData, where: str) -> None:
+    """Make duplicated cell and gene names unique, in place, saying how many in the log.
+
+    Gene symbols are often duplicated (one symbol, several Ensembl ids); the copies get
+    anndata's suffixes ``-1``, ``-2``... in the order they appear, so that every gene
+    and cell can be told apart downstream.
+    """
+    for axis, names, make_unique in (
+        ("cell", adata.obs_names, adata.obs_names_make_unique),
+        ("gene", adata.var_names, adata.var_names_make_unique),
+    ):
+        repeated = names[names.duplicated(keep=False)].unique()
+        if len(repeated) == 0:
+            continue
+        extra = int(names.duplicated().sum())
+        make_unique()
+        log.warning(
+            "%s: %d %s names occur more than once (%d extra copies, e.g. %s); the copies "
+            "are renamed NAME-1, NAME-2, ... to make every %s name unique",
+            where,
+            len(repeated),
+            axis,
+            extra,
+            list(map(str, repeated[:3])),
+            axis,
+        )
 
 
 def file_provenance(path: str | os.PathLike, sha256: str | None = None) -> dict:
@@ -498,23 +565,68 @@ def read_pbmc68k(label_key: str = "bulk_labels") -> ad.AnnData:
 
 
 def read_h5ad(path: str, counts_layer: str = "X") -> ad.AnnData:
-    """A user's AnnData file; counts from ``X`` or from ``layers[counts_layer]``."""
-    adata = ad.read_h5ad(path)
-    if counts_layer != "X":
-        if counts_layer not in adata.layers:
-            raise DataError(
-                f"{path}: there is no layer {counts_layer!r}; the layers are "
-                f"{list(adata.layers.keys())}. Set `counts_layer` to one of them, or `X`."
-            )
-        adata.X = adata.layers[counts_layer]
-    return ad.AnnData(X=adata.X, obs=adata.obs.copy(), var=pd.DataFrame(index=adata.var_names))
+    """A user's AnnData file; counts from ``X``, from ``layers[counts_layer]`` or, with
+    ``counts_layer: raw`` (and no layer of that name), from ``.raw.X`` with ``.raw``'s
+    genes. When the chosen matrix holds no counts, the error says where counts are."""
+    try:
+        adata = ad.read_h5ad(path)
+    except Exception as err:  # h5py, anndata and OS errors alike: a file we cannot use
+        raise DataError(
+            f"{path}: cannot be read as an AnnData file ({type(err).__name__}: {err}). It "
+            "is truncated, damaged or not an .h5ad file: copy or write it again "
+            "(adata.write_h5ad), or check the dataset's `path`."
+        ) from err
+    matrices = count_matrices(adata)
+    if counts_layer not in matrices:
+        raw = " (`raw` reads .raw.X; this file has no .raw)" if counts_layer == "raw" else ""
+        raise DataError(
+            f"{path}: there is no layer {counts_layer!r}{raw}; the layers are "
+            f"{list(adata.layers.keys())}. Set `counts_layer` to one of them, or `X`"
+            + (", or `raw` for .raw.X." if "raw" in matrices else ".")
+        )
+    name, X, var_names = matrices[counts_layer]
+    where = path if counts_layer == "X" else f"{path} ({name})"
+    try:
+        check_counts(X, where)
+    except DataError:
+        found = [k for k, (_, M, _) in matrices.items() if k != counts_layer and holds_counts(M)]
+        if not found:
+            raise
+        check_counts(
+            X,
+            where,
+            fix=f"{name} looks normalised or transformed; the integer counts are in "
+            f"{matrices[found[0]][0]}: set `counts_layer: {found[0]}` for this dataset.",
+        )
+    return ad.AnnData(X=X, obs=adata.obs.copy(), var=pd.DataFrame(index=var_names))
+
+
+def count_matrices(adata: ad.AnnData) -> dict:
+    """``counts_layer`` value -> (description, matrix, gene names) of every matrix of an
+    h5ad file that can hold the counts: ``X``, each layer, and ``raw`` for ``.raw.X``
+    (unless a layer is called "raw")."""
+    matrices = {"X": ("X", adata.X, adata.var_names)}
+    for key in adata.layers:
+        matrices[key] = (f"layers[{key!r}]", adata.layers[key], adata.var_names)
+    if adata.raw is not None and "raw" not in matrices:
+        matrices["raw"] = (".raw.X", adata.raw.X, adata.raw.var_names)
+    return matrices
+
+
+def holds_counts(X) -> bool:
+    """True when ``X`` is a matrix of non-negative integers that are not all zero."""
+    if X is None or not hasattr(X, "shape") or len(X.shape) != 2:
+        return False
+    try:
+        check_counts(X, "")
+    except DataError:
+        return False
+    return bool((X != 0).sum() > 0)
 
 
 def read_10x(path: str, labels: str, label_key: str) -> ad.AnnData:
     """A 10x ``.h5`` file or matrix folder, with labels from a barcode TSV (with header)."""
-    import scanpy as sc
-
-    adata = sc.read_10x_h5(path) if str(path).endswith(".h5") else sc.read_10x_mtx(path)
+    adata = read_10x_counts(path)
     table = pd.read_csv(labels, sep="\t", index_col=0, dtype=str)
     check_labels(table, label_key, labels)
     table = table[table[label_key].notna()]  # cells without a label are dropped
@@ -528,6 +640,51 @@ def read_10x(path: str, labels: str, label_key: str) -> ad.AnnData:
     adata = adata[shared].copy()
     adata.obs[label_key] = table.loc[shared, label_key].to_numpy()
     return adata
+
+
+TENX_FILES = {  # Cell Ranger v3+ and v2 matrix folders, as scanpy reads them
+    "v3": ("matrix.mtx.gz", "features.tsv.gz", "barcodes.tsv.gz"),
+    "v2": ("matrix.mtx", "genes.tsv", "barcodes.tsv"),
+}
+
+
+def read_10x_counts(path: str) -> ad.AnnData:
+    """The counts of a 10x ``.h5`` file or matrix folder; a missing, truncated or damaged
+    file is a :class:`DataError` naming it. Gene names are left as they are (duplicates
+    are made unique, with a log line, on import)."""
+    import scanpy as sc
+
+    folder = Path(path)
+    if str(path).endswith(".h5"):
+        what, read = "a 10x .h5 file", sc.read_10x_h5
+    elif folder.is_dir():
+        layout = "v2" if (folder / "genes.tsv").is_file() else "v3"
+        missing = [name for name in TENX_FILES[layout] if not (folder / name).is_file()]
+        if missing:
+            raise DataError(
+                f"{path}: the 10x matrix folder lacks {', '.join(missing)} (a Cell Ranger "
+                f"{layout} folder holds {', '.join(TENX_FILES[layout])}). Copy the whole "
+                "filtered_feature_bc_matrix folder from Cell Ranger's outs/ again, or set "
+                "`path` to its filtered_feature_bc_matrix.h5."
+            )
+        what = f"a 10x matrix folder ({', '.join(TENX_FILES[layout])})"
+
+        def read(p):
+            return sc.read_10x_mtx(p, make_unique=False)
+    else:
+        raise DataError(
+            f"{path}: a 10x source needs a .h5 file or a matrix folder, and this is neither. "
+            "Set `path` to Cell Ranger's filtered_feature_bc_matrix.h5 or to its "
+            "filtered_feature_bc_matrix folder."
+        )
+    try:
+        return read(path)
+    except Exception as err:  # h5py, gzip, scipy.io, pandas: any of them means damaged
+        raise DataError(
+            f"{path}: cannot be read as {what} ({type(err).__name__}: {err}). A file is "
+            "truncated, damaged or not Cell Ranger output: copy it again from Cell "
+            "Ranger's outs/ folder (or check the dataset's `path`)."
+        ) from err
 
 
 # --------------------------------------------------------------------------- registry
