@@ -39,6 +39,8 @@ rule train_vae:
     params:
         method=get_method,
         failed_checkpoint=f"{RESULTS}/logs/train_vae/{{dataset}}/{{method}}/seed{{seed}}.best.pt",
+        # outside the outputs: Snakemake's cleanup of a killed job's outputs keeps it
+        checkpoint=f"{RESULTS}/checkpoints/train_vae/{{dataset}}/{{method}}/seed{{seed}}.pt",
     script:
         "../scripts/train_vae.py"
 

@@ -1,5 +1,12 @@
-"""Train the VAE on one dataset with one seed; write the embedding, model and history."""
+"""Train the VAE on one dataset with one seed; write the embedding, model and history.
 
+Training writes a checkpoint outside the rule's outputs (``params.checkpoint``) every
+``checkpoint_every`` epochs (config key); a rerun after a kill resumes from it, and it is
+removed once the outputs are written.
+"""
+
+import signal
+import sys
 from pathlib import Path
 
 import anndata as ad
@@ -7,21 +14,30 @@ import torch
 
 from scembed.embedding import write_trained_model
 from scembed.runtime import setup_logging
+from scembed.vae import checkpoint as ckpt
 from scembed.vae.params import resolve_params
 from scembed.vae.train import NonFiniteLossError, train_vae
 
 
 def main(snakemake):
     log = setup_logging(snakemake.log[0])
+    stop_on_signals(log)
     torch.set_num_threads(snakemake.threads)
     seed = int(snakemake.wildcards.seed)
     spec = {k: v for k, v in snakemake.params.method.items() if k != "kind"}
     params = resolve_params(spec)
     log.info("parameters: %s", params)
     pre = ad.read_h5ad(snakemake.input[0])
+    checkpoint = snakemake.params.checkpoint
     try:
         result = train_vae(
-            pre.layers["counts"], pre.obs["split"].to_numpy(), params, seed, log=log.info
+            pre.layers["counts"],
+            pre.obs["split"].to_numpy(),
+            params,
+            seed,
+            log=log.info,
+            checkpoint=checkpoint,
+            checkpoint_every=snakemake.config["checkpoint_every"],
         )
     except NonFiniteLossError as err:
         if err.best_state is not None:
@@ -45,6 +61,24 @@ def main(snakemake):
     write_trained_model(
         snakemake.output, pre, result.latent, info, result.state_dict, result.history
     )
+    ckpt.remove(checkpoint)
+
+
+def stop_on_signals(log) -> None:
+    """SIGTERM (Snakemake stopping, a Slurm time limit) and SIGINT end the job through
+    SystemExit, so that a half-written file is cleaned up and the log says how to go on."""
+
+    def stop(signum, frame):
+        name = signal.Signals(signum).name
+        log.error(
+            "train_vae stopped by %s; run the workflow again: training resumes from its last "
+            "checkpoint (config key checkpoint_every sets how often one is written)",
+            name,
+        )
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
 
 if __name__ == "__main__":

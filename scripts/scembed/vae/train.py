@@ -9,6 +9,7 @@ computed once per cell, and Adam updates one flat buffer of all parameters
 (:func:`scembed.vae.optim.flat_adam`).
 """
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import scipy.sparse as sp
 import torch
 
 from scembed.checks import check_counts
+from scembed.vae import checkpoint as ckpt
 from scembed.vae import fused
 from scembed.vae.device import resolve_device
 from scembed.vae.module import SIZE_FACTORS, VAE
@@ -150,11 +152,19 @@ def train_vae(
     seed: int,
     log: Callable[[str], None] = print,
     on_epoch: Callable[[int], None] = lambda epoch: None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
 ) -> TrainResult:
     """Train the VAE on the "train" cells, early-stop on the "validation" cells, embed all.
 
     ``log`` receives the progress lines; ``on_epoch(epoch)`` is called after each epoch
     (the benchmark interleaves another loop there).
+
+    With ``checkpoint`` (a path), the training state is written there atomically every
+    ``checkpoint_every`` epochs and after the last one (0: never), and a checkpoint of
+    the same parameters, seed, device and data found there at the start is resumed from
+    its epoch (:mod:`scembed.vae.checkpoint`); the result is then bit-identical, on the
+    CPU, to an uninterrupted run. The caller removes the file once it has the result.
 
     With ``kl_warmup_epochs`` the training loss weighs the KL by :func:`kl_weight`; the
     validation loss is always the full negative ELBO, and the best epoch and early
@@ -190,30 +200,47 @@ def train_vae(
             "no validation cells: early stopping needs some; give the split a validation fraction"
         )
 
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int):
+        raise ValueError(f"checkpoint_every: {checkpoint_every!r} must be an integer >= 0")
+    if checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every: {checkpoint_every} must be >= 0 (0: never)")
+
     device = resolve_device(params.device)
     log(f"device: {device}")
-    torch.manual_seed(seed)
-    shuffle = torch.Generator().manual_seed(seed)
     data = TrainingData(counts, device, params.size_factor)
     train_t = torch.as_tensor(train_idx, device=device)
     val_t = torch.as_tensor(val_idx, device=device)
 
-    model = VAE(
-        n_genes,
-        n_latent=params.n_latent,
-        n_hidden=params.n_hidden,
-        n_layers=params.n_layers,
-        likelihood=params.likelihood,
-        posterior_scale=params.posterior_scale,
-        encoder_input=params.encoder_input,
-        dropout=params.dropout,
-        decoder_output=params.decoder_output,
-    ).to(device)
-    optimizer = flat_adam(model, params.lr, eps=params.adam_eps, weight_decay=params.weight_decay)
-
+    model, optimizer, shuffle = _build(n_genes, params, seed, device)
     rows, best_state, best_loss, best_epoch, wait = [], None, float("inf"), 0, 0
-    stopped_early = False
-    for epoch in range(1, params.max_epochs + 1):
+    stopped_early, start_epoch = False, 1
+    if checkpoint is not None:
+        run_fingerprint = ckpt.fingerprint(params, seed, device, ckpt.data_digest(data, split))
+        state = ckpt.load(checkpoint, run_fingerprint, log)
+        if state is not None:
+            try:
+                model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                ckpt.set_rng_state(state["rng"], shuffle)
+            except (RuntimeError, ValueError, KeyError, TypeError) as err:
+                log(
+                    f"checkpoint {checkpoint} ignored: its state does not fit the model "
+                    f"({err}); training starts at epoch 1 and overwrites it"
+                )
+                model, optimizer, shuffle = _build(n_genes, params, seed, device)
+            else:
+                rows = [tuple(row) for row in state["history"]]
+                best_state, best_loss = state["best_state"], state["best_loss"]
+                best_epoch, wait = state["best_epoch"], state["wait"]
+                stopped_early, start_epoch = state["stopped_early"], state["epoch"] + 1
+                log(
+                    f"resumed from checkpoint {checkpoint} at epoch {state['epoch']}: "
+                    f"training continues with epoch {start_epoch}"
+                )
+
+    for epoch in range(start_epoch, params.max_epochs + 1):
+        if stopped_early:  # the checkpoint was written by the epoch that stopped
+            break
         start_time = time.perf_counter()
         order = train_t[torch.randperm(len(train_t), generator=shuffle).to(device)]
         weight = kl_weight(epoch, params.kl_warmup_epochs)
@@ -227,16 +254,31 @@ def train_vae(
         log(f"epoch {epoch}: train {train_loss:.4f}, validation {val_loss:.4f}, {seconds:.2f} s")
         on_epoch(epoch)
 
-        if weight < 1.0:  # still warming up: the model so far is not the one to keep
-            continue
-        if val_loss < best_loss:
+        # while warming up, the model so far is not the one to keep
+        if weight >= 1.0 and val_loss < best_loss:
             best_loss, best_epoch, wait = val_loss, epoch, 0
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        else:
+        elif weight >= 1.0:
             wait += 1
-            if wait >= params.patience:
-                stopped_early = True
-                break
+            stopped_early = wait >= params.patience
+        last = stopped_early or epoch == params.max_epochs
+        if checkpoint is not None and checkpoint_every and (last or epoch % checkpoint_every == 0):
+            ckpt.save(
+                checkpoint,
+                {
+                    "fingerprint": run_fingerprint,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "rng": ckpt.rng_state(shuffle, device),
+                    "history": [list(row) for row in rows],
+                    "best_state": best_state,
+                    "best_loss": best_loss,
+                    "best_epoch": best_epoch,
+                    "wait": wait,
+                    "stopped_early": stopped_early,
+                },
+            )
     if stopped_early:
         stop_reason = f"early stopping: no improvement in {params.patience} epochs"
     else:
@@ -255,6 +297,25 @@ def train_vae(
         )
     history = pd.DataFrame(rows, columns=["epoch", "train_loss", "validation_loss", "seconds"])
     return TrainResult(latent, history, best_state, str(device), stop_reason, best_epoch)
+
+
+def _build(n_genes: int, params: VAEParams, seed: int, device: torch.device):
+    """(model, optimiser, shuffle generator), seeded: the same seed, the same start."""
+    torch.manual_seed(seed)
+    shuffle = torch.Generator().manual_seed(seed)
+    model = VAE(
+        n_genes,
+        n_latent=params.n_latent,
+        n_hidden=params.n_hidden,
+        n_layers=params.n_layers,
+        likelihood=params.likelihood,
+        posterior_scale=params.posterior_scale,
+        encoder_input=params.encoder_input,
+        dropout=params.dropout,
+        decoder_output=params.decoder_output,
+    ).to(device)
+    optimizer = flat_adam(model, params.lr, eps=params.adam_eps, weight_decay=params.weight_decay)
+    return model, optimizer, shuffle
 
 
 def _train_epoch(model, optimizer, data: TrainingData, order, params: VAEParams, kl_scale=1.0):

@@ -1,0 +1,134 @@
+"""Training checkpoints of the VAE: written after epochs, resumed after a kill.
+
+A checkpoint holds everything the training loop carries from one epoch to the next
+(model and optimiser state, the global and shuffle RNG states, the history so far and the
+early-stopping state), so that a resumed run ends bit-identical to an uninterrupted one
+on the CPU (same seed, same threads). It holds only tensors, dicts, lists, str, int,
+float and bool, and is read with ``torch.load(..., weights_only=True)``.
+
+Each checkpoint carries a fingerprint of what the training depends on (the resolved
+parameters, the seed, the device, torch's version and a digest of the counts and the
+split); a checkpoint with another fingerprint, or one that cannot be read, is ignored
+with a log line and training starts from epoch 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FORMAT = 1
+"""Bumped when the checkpoint's layout changes: older files are then ignored."""
+
+KEYS = (
+    "format",
+    "fingerprint",
+    "epoch",
+    "model",
+    "optimizer",
+    "rng",
+    "history",
+    "best_state",
+    "best_loss",
+    "best_epoch",
+    "wait",
+    "stopped_early",
+)
+
+
+def data_digest(data, split: np.ndarray) -> str:
+    """sha256 of the training counts (a ``TrainingData``) and the split, in the form
+    training sees them (CSR arrays or the dense float32 matrix)."""
+    digest = hashlib.sha256()
+    digest.update(repr((data.n_cells, data.sparse, data.size_factor)).encode())
+    if data.sparse:
+        for array in (data.csr.shape, data.csr.indptr, data.csr.indices, data.csr.data):
+            digest.update(np.ascontiguousarray(array).tobytes())
+    else:
+        digest.update(repr(tuple(data.x.shape)).encode())
+        digest.update(data.x.cpu().numpy().tobytes())
+    digest.update("\n".join(split.tolist()).encode())
+    return digest.hexdigest()
+
+
+def fingerprint(params, seed: int, device: torch.device, digest: str) -> str:
+    """sha256 of what the training's result depends on, but the thread count."""
+    record = {
+        "format": FORMAT,
+        "params": dataclasses.asdict(params),
+        "seed": seed,
+        "device": str(device),
+        "torch": torch.__version__,
+        "data": digest,
+    }
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def rng_state(shuffle: torch.Generator, device: torch.device) -> dict:
+    """The global CPU RNG, the shuffle generator and (on CUDA) the CUDA RNGs."""
+    cuda = torch.cuda.get_rng_state_all() if device.type == "cuda" else []
+    return {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state(), "cuda": cuda}
+
+
+def set_rng_state(state: dict, shuffle: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    shuffle.set_state(state["shuffle"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(path: str | os.PathLike, state: dict) -> None:
+    """Write the checkpoint ``state`` (the keys of ``KEYS`` but ``format``) atomically."""
+    from scembed.runtime import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, **state}, tmp)
+
+
+def load(path: str | os.PathLike, expected: str, log: Callable[[str], None]) -> dict | None:
+    """The checkpoint at ``path`` when it exists, reads and has the fingerprint
+    ``expected``; None otherwise, with a log line saying why it was ignored."""
+    path = Path(path)
+    remove_stale_temporaries(path)
+    if not path.exists():
+        return None
+    ignored = f"checkpoint {path} ignored"
+    restart = "training starts at epoch 1 and overwrites it"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is ignored, not fatal
+        log(f"{ignored}: it cannot be read ({type(err).__name__}: {err}); {restart}")
+        return None
+    missing = [key for key in KEYS if key not in state] if isinstance(state, dict) else KEYS
+    if missing:
+        log(f"{ignored}: not a training checkpoint of this workflow (lacks {missing}); {restart}")
+        return None
+    if state["format"] != FORMAT or state["fingerprint"] != expected:
+        log(
+            f"{ignored}: it was written with other parameters, seed, device, torch or data "
+            f"(fingerprint {str(state['fingerprint'])[:12]}, this run {expected[:12]}); {restart}"
+        )
+        return None
+    return state
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove half-written checkpoints that a killed write left next to ``path``
+    (``atomic_path`` names them ``.{name}.*``; only this job writes ``path``)."""
+    if path.parent.is_dir():
+        for tmp in path.parent.glob(f".{path.name}.*"):
+            tmp.unlink(missing_ok=True)
+
+
+def remove(path: str | os.PathLike) -> None:
+    """Remove the checkpoint (once the run's outputs exist) and any half-written one."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    remove_stale_temporaries(path)
