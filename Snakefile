@@ -22,3 +22,11 @@ rule all:
     default_target: True
     input:
         get_final_outputs(),
+
+
+onsuccess:
+    forget_incomplete_run()
+
+
+onerror:
+    report_incomplete_run(log)

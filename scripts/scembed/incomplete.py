@@ -1,0 +1,259 @@
+"""After a failed run: what is missing and why, and the metrics of the runs that finished.
+
+The summary rules stay strict (``summary/metrics.tsv`` and what follows it are written
+only when every run exists), so a failed run writes no summary. The workflow's
+``onerror`` hook calls ``write_report``, which writes three files that no rule declares:
+``incomplete.md`` (for people), ``missing.tsv`` (one row per missing run: the step that
+failed or was not run, and the last error line of its log) and ``metrics.partial.tsv``
+(the finished runs, columns as in metrics.tsv). ``onsuccess`` calls ``remove_report``
+once the summary is complete, so they never outlive a complete summary.
+
+Which step of a run failed is read from the files: the first missing output along the
+run's steps (import, preprocess, embedding, clustering) is the step that failed, when
+its log was written during this run, or was never started.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from scembed.runtime import atomic_path
+from scembed.summary import metrics_table, write_metrics_table
+
+REPORT = "incomplete.md"
+MISSING = "missing.tsv"
+PARTIAL = "metrics.partial.tsv"
+REPORT_FILES = (REPORT, MISSING, PARTIAL)
+MISSING_COLUMNS = ("dataset", "method", "seed", "rule", "status", "reason", "log")
+NOT_STARTED = (
+    "the run stopped before this job started (without --keep-going, Snakemake stops at "
+    "the first failure)"
+)
+WAITS_FOR_RUNS = "it needs every run's metrics.json"
+ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception|Exit|Interrupt)\b(: .*)?$")
+MAX_NAMED = 10  # runs named in the one-line message; the report names them all
+
+
+@dataclass(frozen=True)
+class Step:
+    """A job that makes a file a run or the summary needs: its rule, that file, its log."""
+
+    rule: str
+    output: str
+    log: str
+
+
+def last_error_line(log: str | os.PathLike) -> str:
+    """The exception line of a job's log (the last line like ``SomeError: message``),
+    else its last non-empty line; '' for an empty or unreadable log."""
+    try:
+        lines = [line.strip() for line in Path(log).read_text(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [line for line in lines if line]
+    errors = [line for line in lines if ERROR_LINE.match(line)]
+    return (errors or lines or [""])[-1]
+
+
+def step_state(step: Step, started: float, not_run: str = NOT_STARTED) -> tuple[str, str]:
+    """("failed", its error line) when the step's log was written since ``started`` (the
+    run's start, seconds since the epoch), else ("not run", ``not_run``)."""
+    log = Path(step.log)
+    if log.exists() and log.stat().st_mtime >= started:
+        return "failed", last_error_line(log) or f"no error line in {step.log}"
+    return "not run", not_run
+
+
+def missing_runs(runs: dict[tuple[str, str, int], list[Step]], started: float) -> pd.DataFrame:
+    """One row (``MISSING_COLUMNS``) per run whose last step's output is missing, naming
+    the first step along the run whose output is missing; failures first."""
+    rows = []
+    for (dataset, method, seed), steps in runs.items():
+        if Path(steps[-1].output).exists():
+            continue
+        step = next(step for step in steps if not Path(step.output).exists())
+        status, reason = step_state(step, started)
+        rows.append((dataset, method, seed, step.rule, status, reason, step.log))
+    missing = pd.DataFrame(rows, columns=list(MISSING_COLUMNS))
+    return missing.sort_values("status", key=lambda status: status != "failed", kind="stable")
+
+
+def write_report(
+    summary_dir: str | os.PathLike,
+    runs: dict[tuple[str, str, int], list[Step]],
+    summary_steps: list[Step],
+    started: float,
+    snakemake_log: str | list[str] | None = None,
+) -> str | None:
+    """Write ``incomplete.md``, ``missing.tsv`` and, when runs finished, ``metrics.partial.tsv``
+    into ``summary_dir``; return the message for the workflow's log. With nothing missing,
+    remove an earlier report instead and return None.
+
+    ``runs`` maps (dataset, method, seed) to the run's steps in order, the last one making
+    its metrics.json; ``summary_steps`` are the jobs of the summary and the figures;
+    ``started`` is the run's start (seconds since the epoch)."""
+    summary_dir = Path(summary_dir)
+    missing = missing_runs(runs, started)
+    finished = [steps[-1].output for steps in runs.values() if Path(steps[-1].output).exists()]
+    not_run = WAITS_FOR_RUNS if len(missing) else NOT_STARTED
+    absent = [
+        (step, *step_state(step, started, not_run))
+        for step in summary_steps
+        if not Path(step.output).exists()
+    ]
+    if missing.empty and not absent:
+        remove_report(summary_dir)
+        return None
+
+    partial = summary_dir / PARTIAL
+    if finished and (len(missing) or not (summary_dir / "metrics.tsv").exists()):
+        write_metrics_table(metrics_table(finished), partial)
+    else:
+        partial.unlink(missing_ok=True)
+    with atomic_path(summary_dir / MISSING) as tmp:
+        missing.to_csv(tmp, sep="\t", index=False)
+    present = [step.output for step in summary_steps if Path(step.output).exists()]
+    text = report_markdown(
+        missing, len(runs), len(finished), partial.exists(), absent, present, snakemake_log
+    )
+    with atomic_path(summary_dir / REPORT) as tmp, open(tmp, "w") as handle:
+        handle.write(text)
+    return log_message(missing, len(runs), len(finished), absent, summary_dir)
+
+
+def remove_report(summary_dir: str | os.PathLike) -> list[Path]:
+    """Remove the files of an earlier incomplete run; return those that existed."""
+    removed = []
+    for name in REPORT_FILES:
+        path = Path(summary_dir) / name
+        if path.exists():
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def causes(missing: pd.DataFrame) -> list[tuple[list[str], str, str, str, str]]:
+    """Missing runs grouped by cause: (run names, rule, status, reason, log), in order."""
+    groups = {}
+    for row in missing.itertuples(index=False):
+        key = (row.rule, row.status, row.reason, row.log)
+        groups.setdefault(key, []).append(f"{row.dataset}/{row.method}/seed{row.seed}")
+    return [(names, *key) for key, names in groups.items()]
+
+
+def describe(rule: str, status: str, reason: str, log: str) -> str:
+    """'rule failed (log): error line', or 'rule not run: why'."""
+    if status == "failed":
+        return f"{rule} failed ({log}): {reason}"
+    return f"{rule} not run: {reason}"
+
+
+def runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
+def sentence(text: str) -> str:
+    """``text`` ending with one full stop."""
+    return text if text.endswith(".") else text + "."
+
+
+def log_message(missing, n_runs: int, n_finished: int, absent, summary_dir: Path) -> str:
+    """The workflow log's message: which runs are missing, why, and where to look."""
+    if len(missing):
+        parts = [f"Incomplete run: {len(missing)} of {runs(n_runs)} have no metrics.json."]
+        for names, rule, status, reason, log in causes(missing):
+            more = len(names) - MAX_NAMED
+            shown = ", ".join(names[:MAX_NAMED]) + (f" and {more} more" if more > 0 else "")
+            parts.append(sentence(f"{shown}: {describe(rule, status, reason, log)}"))
+        parts.append("No summary is written until every run exists.")
+    else:
+        step, status, reason = absent[0]
+        parts = [
+            f"Incomplete summary: all {runs(n_runs)} finished, but "
+            + sentence(describe(step.rule, status, reason, step.log))
+        ]
+    if (summary_dir / PARTIAL).exists():
+        parts.append(
+            f"The metrics of the {runs(n_finished)} that finished: {summary_dir / PARTIAL}."
+        )
+    parts.append(
+        f"What is missing and why: {summary_dir / REPORT} (table: {summary_dir / MISSING}). "
+        "Fix the cause and run the same command again: finished runs are kept."
+    )
+    return " ".join(parts)
+
+
+def cell(text) -> str:
+    """A Markdown table cell: pipes escaped, one line."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def report_markdown(missing, n_runs, n_finished, partial, absent, present, snakemake_log) -> str:
+    """incomplete.md: what the failed run left missing, why, and what to do."""
+    when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    lines = [
+        "# Incomplete run",
+        "",
+        f"The run that ended at {when} did not finish: "
+        + (
+            f"{len(missing)} of {runs(n_runs)} have no metrics.json. The summary files "
+            "(metrics.tsv, comparison.tsv, summary.md, effects.md, the figures, "
+            "provenance.json) are written only when every run exists."
+            if len(missing)
+            else f"all {runs(n_runs)} finished, but some summary files were not made."
+        ),
+        "",
+    ]
+    if present and len(missing):
+        lines += [
+            "These summary files are from an earlier run and leave out the missing runs: "
+            + ", ".join(f"`{path}`" for path in present)
+            + ".",
+            "",
+        ]
+    if partial:
+        lines += [
+            f"The {runs(n_finished)} that finished: `{PARTIAL}` (same columns as metrics.tsv).",
+            "",
+        ]
+    if len(missing):
+        lines += [
+            "## Missing runs",
+            "",
+            "| " + " | ".join(MISSING_COLUMNS) + " |",
+            "|" + "---|" * len(MISSING_COLUMNS),
+        ]
+        lines += [
+            "| " + " | ".join(cell(value) for value in row) + " |"
+            for row in missing.itertuples(index=False)
+        ]
+        lines.append("")
+    if absent:
+        lines += ["## Summary files not made", "", "| rule | status | reason | log | files |"]
+        lines.append("|---|---|---|---|---|")
+        jobs = {}
+        for step, status, reason in absent:
+            jobs.setdefault((step.rule, status, reason, step.log), []).append(step.output)
+        lines += [
+            f"| {rule} | {status} | {cell(reason)} | {cell(log)} | "
+            + ", ".join(cell(path) for path in files)
+            + " |"
+            for (rule, status, reason, log), files in jobs.items()
+        ]
+        lines.append("")
+    lines += [
+        "Fix the cause named in each log, then run the same command again: the runs that "
+        f"finished are kept. The next complete run removes this file, `{MISSING}` and "
+        f"`{PARTIAL}`.",
+    ]
+    if snakemake_log:
+        if not isinstance(snakemake_log, str):  # Snakemake 9 passes a list of log files
+            snakemake_log = ", ".join(map(str, snakemake_log))
+        lines += ["", f"Snakemake's log of the run: {snakemake_log}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,117 @@
+"""Faults through the workflow: a failing dataset with --keep-going, and two runs at once."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pandas as pd
+import pytest
+from conftest import REPO, SNAKEMAKE, snakemake, write_config
+
+pytestmark = pytest.mark.workflow
+
+
+def tiny(n_top_genes: int) -> dict:
+    """A synthetic dataset small enough that each job takes seconds."""
+    return {
+        "source": "synthetic",
+        "n_cells": 200,
+        "n_genes": 60,
+        "n_types": 3,
+        "seed": 0,
+        "preprocess": {"n_top_genes": n_top_genes, "min_genes": 5},
+    }
+
+
+def tiny_config(**datasets) -> dict:
+    return {
+        "datasets": datasets,
+        "methods": {"pca": {"kind": "pca", "n_components": 5}},
+        "seeds": [0],
+        "cluster": {"umap_max_cells": 0},
+    }
+
+
+def run(workdir, config, *args):
+    configfile = write_config(workdir / "run.yaml", config)
+    return snakemake(workdir, "--configfile", str(configfile), "--cores", "2", *args, timeout=300)
+
+
+def test_keep_going_finishes_the_other_dataset_and_says_what_is_missing(tmp_path):
+    """`bad` fails in preprocess (more genes asked for than it has): `good` still runs to
+    its metrics, the run fails, no summary is written, and summary/incomplete.md,
+    missing.tsv and metrics.partial.tsv say which runs are missing and why. Fixed, the
+    same command completes the summary and removes them."""
+    results, summary = tmp_path / "results", tmp_path / "results" / "summary"
+    failed = run(tmp_path, tiny_config(good=tiny(50), bad=tiny(100)), "--keep-going")
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0, output
+    assert "At least one job did not complete successfully" in output  # Snakemake's error
+    assert (results / "good/pca/seed0/metrics.json").exists()
+    assert not (results / "bad/preprocessed.h5ad").exists()
+    assert not (summary / "metrics.tsv").exists()  # nothing partial under a declared name
+
+    missing = pd.read_csv(summary / "missing.tsv", sep="\t")
+    assert missing[["dataset", "method", "seed", "rule", "status"]].values.tolist() == [
+        ["bad", "pca", 0, "preprocess", "failed"]
+    ]
+    reason = "n_top_genes is 100 but the dataset has only 60 genes"
+    assert reason in missing.loc[0, "reason"]
+    assert missing.loc[0, "log"] == "results/logs/preprocess/bad.log"
+    partial = pd.read_csv(summary / "metrics.partial.tsv", sep="\t")
+    assert partial[["dataset", "method", "seed"]].values.tolist() == [["good", "pca", 0]]
+    report = (summary / "incomplete.md").read_text()
+    assert "1 of 2 runs have no metrics.json" in report and reason in report
+    assert (
+        "Incomplete run: 1 of 2 runs have no metrics.json. bad/pca/seed0: preprocess failed "
+        "(results/logs/preprocess/bad.log): scembed.checks.DataError: " + reason
+    ) in output
+    assert "What is missing and why: results/summary/incomplete.md" in output
+
+    fixed = run(tmp_path, tiny_config(good=tiny(50), bad=tiny(60)), "--keep-going")
+    assert fixed.returncode == 0, fixed.stdout[-3000:] + fixed.stderr[-3000:]
+    metrics = pd.read_csv(summary / "metrics.tsv", sep="\t")
+    assert metrics[["dataset", "method"]].values.tolist() == [["bad", "pca"], ["good", "pca"]]
+    assert list(metrics.columns) == list(partial.columns)  # the partial table's columns
+    assert (summary / "summary.md").exists() and (summary / "bad" / "metrics.png").exists()
+    for name in ("incomplete.md", "missing.tsv", "metrics.partial.tsv"):
+        assert not (summary / name).exists(), name
+    assert "The summary is complete: removed results/summary/incomplete.md" in fixed.stderr
+
+
+def test_a_second_run_in_the_same_directory_is_refused(tmp_path):
+    """While a run holds the directory's lock, a second one exits with Snakemake's lock
+    message and touches nothing; the first finishes with a complete, valid summary.
+
+    Both run as the README says, with profiles/local: its `rerun-incomplete` makes the
+    second run reach the lock check even while a job of the first is writing (without
+    it, Snakemake refuses earlier, calling that job's output incomplete)."""
+    configfile = write_config(tmp_path / "run.yaml", tiny_config(only=tiny(50)))
+    args = ["-s", str(REPO / "Snakefile"), "--directory", str(tmp_path)]
+    args += ["--profile", str(REPO / "profiles" / "local"), "--configfile", str(configfile)]
+    args += ["--cores", "1"]
+    first = subprocess.Popen(
+        [*SNAKEMAKE, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        locks = tmp_path / ".snakemake" / "locks"
+        deadline = time.time() + 120
+        while not (locks.is_dir() and any(locks.iterdir())):
+            assert first.poll() is None, first.stdout.read().decode()
+            assert time.time() < deadline, "the first run took no lock within 2 minutes"
+            time.sleep(0.2)
+        second = snakemake(tmp_path, *args[4:], timeout=300)
+        assert first.poll() is None, "the first run ended before the second one started"
+        output_first = first.communicate(timeout=300)[0].decode()
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert second.returncode != 0
+    assert "Error: Directory cannot be locked." in second.stdout + second.stderr
+    assert first.returncode == 0, output_first[-3000:]
+    metrics = pd.read_csv(tmp_path / "results" / "summary" / "metrics.tsv", sep="\t")
+    assert metrics[["dataset", "method", "seed"]].values.tolist() == [["only", "pca", 0]]
+    assert metrics["ari"].between(-1, 1).all()
+    assert not (tmp_path / "results" / "summary" / "incomplete.md").exists()
+    assert not (locks.exists() and any(locks.iterdir()))  # the first run released its lock

@@ -1,0 +1,159 @@
+"""scembed.incomplete: the report of a failed run, read from the files the run left."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pandas as pd
+
+from scembed.incomplete import (
+    MISSING,
+    MISSING_COLUMNS,
+    NOT_STARTED,
+    PARTIAL,
+    REPORT,
+    Step,
+    last_error_line,
+    remove_report,
+    write_report,
+)
+from scembed.summary import metrics_table
+
+TRACEBACK = """2026-01-01 10:00:00 INFO reading
+Traceback (most recent call last):
+  File "preprocess.py", line 26, in <module>
+    raise DataError(
+scembed.checks.DataError: n_top_genes is 100 but the dataset has only 60 genes.
+
+"""
+
+
+def test_last_error_line(tmp_path):
+    log = tmp_path / "job.log"
+    log.write_text(TRACEBACK)
+    assert last_error_line(log) == (
+        "scembed.checks.DataError: n_top_genes is 100 but the dataset has only 60 genes."
+    )
+    log.write_text("INFO started\nKilled\n\n")  # no exception line: the last line
+    assert last_error_line(log) == "Killed"
+    log.write_text("")
+    assert last_error_line(log) == ""
+    assert last_error_line(tmp_path / "absent.log") == ""
+
+
+def run_steps(root, dataset, method, seed):
+    """A run's steps as the workflow lists them (paths under ``root``)."""
+    run = f"{dataset}/{method}/seed{seed}"
+    return [
+        Step("import_dataset", f"{root}/{dataset}/raw.h5ad", f"{root}/logs/import/{dataset}.log"),
+        Step("preprocess", f"{root}/{dataset}/pre.h5ad", f"{root}/logs/preprocess/{dataset}.log"),
+        Step("embed_pca", f"{root}/{run}/embedding.h5ad", f"{root}/logs/embed/{run}.log"),
+        Step("cluster", f"{root}/{run}/metrics.json", f"{root}/logs/cluster/{run}.log"),
+    ]
+
+
+def touch(path, text="x", mtime=None):
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as handle:
+        handle.write(text)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+
+
+def metrics(dataset, method, seed, ari):
+    return {
+        "silhouette": 0.1,
+        "ari": ari,
+        "seed": seed,
+        "method": method,
+        "dataset": dataset,
+        "n_cells": 10,
+        "n_genes": 5,
+        "n_labels": 2,
+        "n_scored": 10,
+        "kind": "pca",
+    }
+
+
+def test_report_names_the_failed_step_its_error_and_the_finished_runs(tmp_path):
+    root, summary = tmp_path, tmp_path / "summary"
+    keys = [("good", "pca", 0), ("good", "pca", 1), ("bad", "pca", 0)]
+    runs = {key: run_steps(root, *key) for key in keys}
+    started = time.time() - 60
+    # good/pca/0 finished; good/pca/1 stopped before clustering (its log is from before
+    # this run); bad failed in preprocess during this run
+    touch(root / "good/raw.h5ad")
+    touch(root / "good/pre.h5ad")
+    touch(root / "good/pca/seed0/embedding.h5ad")
+    touch(root / "good/pca/seed0/metrics.json", json.dumps(metrics("good", "pca", 0, 0.5)))
+    touch(root / "good/pca/seed1/embedding.h5ad")
+    touch(root / "logs/cluster/good/pca/seed1.log", "old\nValueError: old", mtime=started - 3600)
+    touch(root / "bad/raw.h5ad")
+    touch(root / "logs/preprocess/bad.log", TRACEBACK)
+    summary_steps = [Step("summarize", f"{summary}/metrics.tsv", f"{root}/logs/summarize.log")]
+
+    message = write_report(summary, runs, summary_steps, started, ["/x/snakemake.log"])
+
+    missing = pd.read_csv(summary / MISSING, sep="\t")
+    assert list(missing.columns) == list(MISSING_COLUMNS)
+    rows = {(r.dataset, r.seed): r for r in missing.itertuples()}
+    assert list(rows) == [("bad", 0), ("good", 1)]  # failures first
+    bad, stopped = rows[("bad", 0)], rows[("good", 1)]
+    assert (bad.rule, bad.status, bad.log) == (
+        "preprocess",
+        "failed",
+        f"{root}/logs/preprocess/bad.log",
+    )
+    assert bad.reason.endswith("DataError: n_top_genes is 100 but the dataset has only 60 genes.")
+    assert (stopped.rule, stopped.status, stopped.reason) == ("cluster", "not run", NOT_STARTED)
+
+    partial = pd.read_csv(summary / PARTIAL, sep="\t")
+    expected = metrics_table([root / "good/pca/seed0/metrics.json"])
+    assert list(partial.columns) == list(expected.columns)  # metrics.tsv's columns and order
+    assert list(partial.columns[:3]) == ["dataset", "method", "seed"]
+    assert partial["ari"].tolist() == [0.5]
+
+    report = (summary / REPORT).read_text()
+    assert "2 of 3 runs have no metrics.json" in report
+    assert "| bad | pca | 0 | preprocess | failed | scembed.checks.DataError: n_top_genes" in report
+    assert "| summarize | not run | it needs every run's metrics.json |" in report
+    assert "The 1 run that finished: `metrics.partial.tsv`" in report
+    assert "/x/snakemake.log" in report
+
+    assert message.startswith("Incomplete run: 2 of 3 runs have no metrics.json.")
+    assert f"bad/pca/seed0: preprocess failed ({root}/logs/preprocess/bad.log): scembed" in message
+    assert "good/pca/seed1: cluster not run: the run stopped before this job started" in message
+    assert f"The metrics of the 1 run that finished: {summary / PARTIAL}." in message
+    assert f"What is missing and why: {summary / REPORT}" in message
+    assert not (summary / "metrics.tsv").exists()  # the declared output is never written
+
+    # all runs there now: a failure in the summary stage alone, no partial table
+    touch(root / "bad/pre.h5ad")
+    for key in [("bad", "pca", 0), ("good", "pca", 1)]:
+        touch(runs[key][-1].output, json.dumps(metrics(*key, 0.2)))
+    touch(summary / "metrics.tsv")
+    compare = Step("compare", f"{summary}/summary.md", f"{root}/logs/compare.log")
+    touch(compare.log, "Traceback\nKeyError: 'ari'\n")
+    message = write_report(summary, runs, [*summary_steps, compare], started)
+    assert message.startswith(
+        f"Incomplete summary: all 3 runs finished, but compare failed ({compare.log}): "
+        "KeyError: 'ari'."
+    )
+    assert not (summary / PARTIAL).exists()
+    assert pd.read_csv(summary / MISSING, sep="\t").empty
+
+    touch(compare.output)  # nothing missing: the report goes
+    assert write_report(summary, runs, [*summary_steps, compare], started) is None
+    assert not (summary / REPORT).exists() and not (summary / MISSING).exists()
+
+
+def test_remove_report_removes_only_its_files(tmp_path):
+    for name in (REPORT, MISSING, PARTIAL, "metrics.tsv"):
+        touch(tmp_path / name)
+    removed = remove_report(tmp_path)
+    assert sorted(path.name for path in removed) == sorted([REPORT, MISSING, PARTIAL])
+    assert [path.name for path in tmp_path.iterdir()] == ["metrics.tsv"]
+    assert remove_report(tmp_path / "absent") == []
