@@ -2,8 +2,8 @@ import copy
 import os
 import re
 import sys
-import time
 from types import SimpleNamespace
+import time
 
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
@@ -211,6 +211,7 @@ def get_dataset_runs(wildcards):
             for seed in SEEDS
         ],
     }
+
 
 # --------------------------------------------------------------------------- a failed run
 
