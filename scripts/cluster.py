@@ -22,6 +22,8 @@ def main(snakemake):
     log.info("%s / %s / seed %d: %s", *snakemake.wildcards[:2], seed, scores)
     if "umap_note" in adata.uns:
         log.info(adata.uns["umap_note"])
+    if "bisection_note" in adata.uns:
+        log.warning(adata.uns["bisection_note"])
     if not scores["matched_exact"]:
         log.warning(
             "no Leiden resolution gave exactly %d clusters; matched scores use %d clusters",

@@ -8,8 +8,8 @@ from scembed.runtime import setup_logging, write_h5ad
 
 def main(snakemake):
     log = setup_logging(snakemake.log[0])
-    raw = ad.read_h5ad(snakemake.input[0])
-    adata = preprocess(raw, **snakemake.params.preprocess)
+    # no reference kept here: preprocess() frees the full matrix once the genes are chosen
+    adata = preprocess(ad.read_h5ad(snakemake.input[0]), **snakemake.params.preprocess)
     log.info(
         "kept %d cells x %d genes (%d cells dropped); split %s",
         *adata.shape,

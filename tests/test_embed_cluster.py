@@ -63,6 +63,25 @@ def test_pca_accepts_sparse_and_is_seeded(expression):
     np.testing.assert_allclose(np.abs(first), np.abs(pca_embedding(X, train, 4, seed=1)))
 
 
+@pytest.mark.parametrize("n_cells", [400, 60])  # more cells than genes, and fewer
+def test_sparse_pca_equals_scikit_learn_dense_randomized_pca(n_cells):
+    """The sparse path (implicit centring, never densified) gives scikit-learn's seeded
+    randomized PCA of the densified matrix, the book's solver, to float tolerance."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(3)
+    X = sp.random(n_cells, 120, density=0.1, format="csr", random_state=4, dtype=np.float64)
+    X.data = np.log1p(rng.poisson(3.0, X.nnz) + 1.0)
+    train = rng.random(n_cells) < 0.85
+    dense = X.toarray()
+    for seed in (0, 7):
+        reference = PCA(n_components=8, svd_solver="randomized", random_state=seed)
+        expected = reference.fit(dense[train]).transform(dense)
+        sparse_scores = pca_embedding(X, train, 8, seed)
+        np.testing.assert_allclose(sparse_scores, expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(pca_embedding(dense, train, 8, seed), sparse_scores, atol=1e-5)
+
+
 def test_pca_too_many_components(expression):
     X, train = expression
     with pytest.raises(ValueError, match="lower `n_components`"):

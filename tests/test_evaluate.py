@@ -76,6 +76,16 @@ def test_bisection_reports_when_it_cannot_match():
     assert result["steps"] == 6
 
 
+def test_bisection_stops_at_its_time_bound():
+    adata = ring_of_cliques(n_cliques=12, size=8)
+    unbounded = leiden_matched(adata, 4, seed=0, flavor="leidenalg", directed=False)
+    assert unbounded["exact"] and unbounded["steps"] > 1 and not unbounded["timed_out"]
+    bounded = leiden_matched(adata, 4, seed=0, max_seconds=1e-9, flavor="leidenalg", directed=False)
+    assert bounded["steps"] == 1  # the first run always happens, no other starts
+    assert bounded["timed_out"] and not bounded["exact"]
+    assert bounded["n_clusters"] == adata.obs["leiden_matched"].nunique()
+
+
 def blobs(seed=0, n=300):
     rng = np.random.default_rng(seed)
     labels = np.repeat(["a", "b", "c"], n // 3)

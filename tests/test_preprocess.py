@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from conftest import schema_defaults
 
 from scembed.checks import DataError
-from scembed.preprocess import preprocess, select_genes, split_cells
+from scembed.preprocess import count_variance, preprocess, select_genes, split_cells
 
 DEFAULTS = schema_defaults("preprocess")
 SPLIT = {"n_top_genes": 40, "min_genes": 12, "test_fraction": 0.1, "split_seed": 3}
@@ -162,3 +162,30 @@ def test_split_is_seeded():
     # another seed draws other cells for validation, of the same number
     assert (first == "validation").sum() == (other == "validation").sum()
     assert set(np.flatnonzero(first == "validation")) != set(np.flatnonzero(other == "validation"))
+
+
+def test_sparse_gene_moments_equal_the_dense_ones(monkeypatch):
+    """The variance of sparse counts, summed a block of cells at a time from the stored
+    values (no dense or squared copy), equals numpy's on the dense matrix."""
+    import scembed.preprocess as module
+
+    rng = np.random.default_rng(0)
+    dense = rng.poisson(0.3, size=(1000, 50)) * rng.integers(1, 200, size=50)
+    monkeypatch.setattr(module, "MOMENT_ROWS", 128)  # eight blocks
+    sparse = sp.csr_matrix(dense.astype(np.int32))
+    np.testing.assert_allclose(count_variance(sparse), dense.var(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(count_variance(dense), dense.var(axis=0), rtol=1e-12)
+
+
+def test_preprocess_shares_the_count_pattern_and_keeps_the_counts(raw):
+    """X (log-normalised in place) and layers["counts"] share one sparsity pattern; the
+    counts stay the raw counts of the kept cells and genes."""
+    adata = preprocess(raw.copy(), **{**DEFAULTS, **SPLIT})
+    counts = adata.layers["counts"]
+    expected = sp.csr_matrix(raw[adata.obs_names, adata.var_names].X)
+    assert (counts != expected).nnz == 0
+    np.testing.assert_array_equal(adata.X.indptr, counts.indptr)
+    np.testing.assert_array_equal(adata.X.indices, counts.indices)
+    per_cell = np.repeat(np.asarray(counts.sum(axis=1)).ravel(), np.diff(counts.indptr))
+    expected_x = np.log1p(counts.data / per_cell * DEFAULTS["target_sum"])
+    np.testing.assert_allclose(adata.X.data, expected_x, rtol=1e-5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -95,17 +97,24 @@ def leiden_matched(
     n_target: int,
     seed: int,
     max_steps: int = 30,
+    max_seconds: float = 0.0,
     **leiden_kwargs,
 ) -> dict:
     """Leiden at the resolution, found by bisection, that gives ``n_target`` clusters.
 
     The resolution is doubled from 1.0 until there are at least ``n_target`` clusters,
-    then bisected. When no resolution within ``max_steps`` Leiden runs gives exactly
+    then bisected. When no resolution within ``max_steps`` Leiden runs (and, when
+    ``max_seconds`` > 0, within that time: no run starts after it) gives exactly
     ``n_target``, the closest count is kept and ``exact`` is False.
-    Returns ``resolution``, ``n_clusters``, ``exact``, ``steps`` and ``clusters``.
+    Returns ``resolution``, ``n_clusters``, ``exact``, ``steps``, ``timed_out`` and
+    ``clusters``.
     """
     steps = 0
     best = None
+    deadline = time.monotonic() + max_seconds if max_seconds > 0 else float("inf")
+
+    def more() -> bool:
+        return steps < max_steps and time.monotonic() < deadline
 
     def run(resolution: float) -> int:
         nonlocal steps, best
@@ -119,10 +128,10 @@ def leiden_matched(
 
     low, high = 0.0, 1.0
     n = run(high)
-    while n < n_target and steps < max_steps:
+    while n < n_target and more():
         low, high = high, high * 2
         n = run(high)
-    while n != n_target and steps < max_steps:
+    while n != n_target and more():
         middle = (low + high) / 2
         n = run(middle)
         if n < n_target:
@@ -130,7 +139,9 @@ def leiden_matched(
         elif n > n_target:
             high = middle
     adata.obs["leiden_matched"] = best["clusters"]
-    return {**best, "exact": best["n_clusters"] == n_target, "steps": steps}
+    exact = best["n_clusters"] == n_target
+    timed_out = not exact and steps < max_steps
+    return {**best, "exact": exact, "steps": steps, "timed_out": timed_out}
 
 
 def umap(adata: ad.AnnData, seed: int, min_dist: float = 0.5) -> np.ndarray:

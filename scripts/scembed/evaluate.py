@@ -20,6 +20,7 @@ def evaluate_embedding(
     *,
     knn_k: int,
     bisection_max_steps: int,
+    bisection_max_seconds: float,
     kmeans_n_init: int,
     **cluster_params,
 ) -> dict:
@@ -48,7 +49,14 @@ def evaluate_embedding(
     }
     scores = cluster_scores(labels, adata.obs["leiden"].to_numpy()[scored])
 
-    matched = leiden_matched(adata, n_labels, seed, bisection_max_steps, **leiden_kwargs)
+    matched = leiden_matched(
+        adata, n_labels, seed, bisection_max_steps, bisection_max_seconds, **leiden_kwargs
+    )
+    if matched["timed_out"]:
+        adata.uns["bisection_note"] = (
+            f"matched-k bisection stopped after {matched['steps']} Leiden runs "
+            f"(bisection_max_seconds: {bisection_max_seconds:g})"
+        )
     matched_scores = cluster_scores(labels, matched["clusters"].to_numpy()[scored])
     kmeans = kmeans_clusters(embedding, n_labels, seed, kmeans_n_init)
     adata.obs["kmeans"] = kmeans.astype(str)

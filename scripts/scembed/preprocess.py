@@ -9,13 +9,27 @@ import scipy.sparse as sp
 
 from scembed.checks import MIN_CELLS, DataError, split_sizes
 
+MOMENT_ROWS = 65536  # cells per block when summing gene moments of sparse counts
+
 
 def count_variance(X) -> np.ndarray:
-    """Variance of each gene's raw counts across cells (population variance, ddof=0)."""
+    """Variance of each gene's raw counts across cells (population variance, ddof=0).
+
+    Sparse counts are summed from their stored values a block of cells at a time, in
+    float64: no dense or squared copy of the matrix, memory beyond it bounded by the
+    block."""
     if sp.issparse(X):
-        mean = np.asarray(X.mean(axis=0)).ravel()
-        mean_sq = np.asarray(X.multiply(X).mean(axis=0)).ravel()
-        return mean_sq - mean**2
+        X = sp.csr_matrix(X)
+        total = np.zeros(X.shape[1])
+        total_sq = np.zeros(X.shape[1])
+        for start in range(0, X.shape[0], MOMENT_ROWS):
+            lo, hi = X.indptr[start], X.indptr[min(start + MOMENT_ROWS, X.shape[0])]
+            values = X.data[lo:hi].astype(np.float64)
+            columns = X.indices[lo:hi]
+            total += np.bincount(columns, weights=values, minlength=X.shape[1])
+            total_sq += np.bincount(columns, weights=values * values, minlength=X.shape[1])
+        mean = total / X.shape[0]
+        return total_sq / X.shape[0] - mean**2
     X = np.asarray(X, dtype=np.float64)
     return X.var(axis=0)
 
@@ -28,7 +42,7 @@ def select_genes(adata: ad.AnnData, n_top_genes: int, method: str = "variance") 
             f"Set `preprocess: {{n_top_genes: {adata.n_vars}}}` under this dataset."
         )
     if method == "variance":
-        variance = count_variance(sp.csr_matrix(adata.X, dtype=np.float64))
+        variance = count_variance(adata.X)
         top = np.argsort(-variance, kind="stable")[:n_top_genes]
     elif method == "seurat_v3":
         hvg = sc.pp.highly_variable_genes(
@@ -75,8 +89,10 @@ def preprocess(
     """
     genes = select_genes(raw, n_top_genes, gene_selection)
     adata = raw[:, genes].copy()
+    del raw  # the caller passes the only reference: the full matrix is freed here
     adata.X = sp.csr_matrix(adata.X)
-    expressed = np.asarray((adata.X > 0).sum(axis=1)).ravel()
+    adata.X.eliminate_zeros()
+    expressed = np.diff(adata.X.indptr)  # stored non-zeros per cell, no boolean copy
     keep = expressed >= max(min_genes, 1)
     if keep.sum() < MIN_CELLS:
         raise DataError(
@@ -87,8 +103,12 @@ def preprocess(
         )
     adata = adata[keep].copy()
     adata.obs["n_genes_expressed"] = expressed[keep]
-    adata.layers["counts"] = adata.X.copy()
-    adata.X = adata.X.astype(np.float32)
+    counts = adata.X
+    adata.layers["counts"] = counts
+    # X shares the counts' sparsity pattern (indices, indptr): only the values are new
+    adata.X = sp.csr_matrix(
+        (counts.data.astype(np.float32), counts.indices, counts.indptr), shape=counts.shape
+    )
     sc.pp.normalize_total(adata, target_sum=target_sum)
     if log1p:
         sc.pp.log1p(adata)

@@ -76,3 +76,23 @@ def write_h5ad(adata, path: str | os.PathLike) -> None:
     """Write an AnnData file atomically (compressed)."""
     with atomic_path(path) as tmp:
         adata.write_h5ad(tmp, compression="gzip")
+
+
+def read_h5ad_parts(path: str | os.PathLike, x: bool = True, layers: tuple = ()):
+    """The AnnData file at ``path`` with obs, var, uns, obsm, ``X`` only when ``x`` and
+    only the named ``layers``: the matrices a job does not use are never read (at atlas
+    scale each is gigabytes)."""
+    import anndata as ad
+    import h5py
+    from anndata.io import read_elem
+
+    with h5py.File(path, "r") as handle:
+        parts = {
+            name: read_elem(handle[name])
+            for name in ("obs", "var", "uns", "obsm")
+            if name in handle
+        }
+        if x and "X" in handle:
+            parts["X"] = read_elem(handle["X"])
+        parts["layers"] = {name: read_elem(handle["layers"][name]) for name in layers}
+    return ad.AnnData(**parts)

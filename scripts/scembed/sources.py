@@ -51,12 +51,13 @@ def finish(adata: ad.AnnData, label_key: str, where: str, provenance: dict) -> a
     any count are kept (gene selection ranks them last). Duplicated cell or gene names are
     made unique (:func:`make_names_unique`). Each of these says so in the log.
     """
-
     check_labels(adata.obs, label_key, where)
     check_counts(adata.X, where)
     X = sp.csr_matrix(adata.X)
-    X.data = np.rint(X.data)
-    adata.X = X.astype(np.int64 if X.data.size and X.data.max() > 2**31 - 1 else np.int32)
+    if not np.issubdtype(X.dtype, np.integer):  # integer counts are kept without a copy
+        X.data = np.rint(X.data)
+    dtype = np.int64 if X.data.size and X.data.max() > 2**31 - 1 else np.int32
+    adata.X = X if X.dtype == dtype else X.astype(dtype)
     adata.X.eliminate_zeros()
     n_cells = adata.n_obs
     adata = drop_empty_cells(adata, where)
@@ -718,11 +719,15 @@ def load_dataset(spec: dict, files: dict, download_provenance: dict | None = Non
         provenance["labels"] = file_provenance(files["labels"])
         adata = read_10x(path, files["labels"], label_key)
     elif source == "synthetic":
-        from scembed.synthetic import simulate_counts
+        from scembed.synthetic import simulate_counts, simulate_droplet_counts
 
         keys = ("n_cells", "n_genes", "n_types", "seed", "type_sizes")
         params = {k: spec[k] for k in keys if k in spec}
-        adata = simulate_counts(**params)
+        if spec.get("profile", "markers") == "droplet":
+            params.update(profile="droplet", library_size=spec["library_size"])
+            adata = simulate_droplet_counts(**{k: v for k, v in params.items() if k != "profile"})
+        else:
+            adata = simulate_counts(**params)
         path = f"synthetic({params})"
         provenance = {"path": path, **params}
     else:

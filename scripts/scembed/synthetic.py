@@ -57,3 +57,78 @@ def simulate_counts(
     )
     var = pd.DataFrame(index=[f"gene{j}" for j in range(n_genes)])
     return ad.AnnData(X=sp.csr_matrix(counts.astype(np.int32)), obs=obs, var=var)
+
+
+CHUNK_CELLS = 10_000  # cells simulated at once by the droplet profile (~160 MB dense)
+
+
+def simulate_droplet_counts(
+    n_cells: int = 1000,
+    n_genes: int = 2000,
+    n_types: int = 5,
+    seed: int = 0,
+    type_sizes: list[int] | None = None,
+    library_size: int = 2500,
+    marker_fraction: float = 0.05,
+    marker_log_fold: float = 1.5,
+    chunk_cells: int = CHUNK_CELLS,
+) -> ad.AnnData:
+    """Droplet-like counts (CSR int32) at atlas scale, with labels in ``obs["cell_type"]``.
+
+    Each type has an expression profile (a heavy-tailed share of the library per gene,
+    raised on its markers); a cell draws its library size (log-normal around
+    ``library_size`` UMIs) and gamma-Poisson (negative binomial) counts from its type's
+    profile. Cells are simulated ``chunk_cells`` at a time, each chunk from its own
+    seeded stream, and converted to CSR at once, so memory beyond the result is one
+    dense chunk. Type sizes follow a Dirichlet draw (a few large types, several small
+    ones) unless ``type_sizes`` fixes them.
+    """
+    rng = np.random.default_rng(seed)
+    if type_sizes is not None:
+        sizes = np.asarray(type_sizes, dtype=np.int64)
+        n_types, n_cells = len(sizes), int(sizes.sum())
+    else:
+        weights = rng.dirichlet(np.full(n_types, 0.8))
+        sizes = np.maximum(1, np.floor(weights * n_cells).astype(np.int64))
+        sizes[np.argmax(sizes)] += n_cells - sizes.sum()
+    labels = np.repeat(np.arange(n_types), sizes)
+    rng.shuffle(labels)
+
+    share = rng.lognormal(mean=0.0, sigma=2.8, size=n_genes)  # heavy-tailed gene means
+    log_fold = np.zeros((n_types, n_genes))
+    n_markers = max(1, int(marker_fraction * n_genes))
+    for t in range(n_types):
+        markers = rng.choice(n_genes, size=n_markers, replace=False)
+        log_fold[t, markers] = rng.normal(marker_log_fold, 0.5, size=n_markers)
+    profiles = share[None, :] * np.exp(log_fold)
+    profiles /= profiles.sum(axis=1, keepdims=True)  # each type's share of the library
+    theta = rng.lognormal(mean=0.0, sigma=0.5, size=n_genes)  # inverse dispersion
+
+    data, indices, indptr = [], [], [np.zeros(1, dtype=np.int64)]
+    nnz = 0
+    for number, start in enumerate(range(0, n_cells, chunk_cells)):
+        chunk = labels[start : start + chunk_cells]
+        crng = np.random.default_rng([seed, number])
+        library = crng.lognormal(np.log(library_size) - 0.5 * 0.5**2, 0.5, size=len(chunk))
+        mu = profiles[chunk] * library[:, None]
+        rate = crng.gamma(shape=theta[None, :], scale=mu / theta[None, :])
+        counts = sp.csr_matrix(crng.poisson(rate).astype(np.int32))
+        data.append(counts.data)
+        indices.append(counts.indices)
+        indptr.append(counts.indptr[1:].astype(np.int64) + nnz)
+        nnz += counts.nnz
+    index_dtype = np.int32 if nnz < 2**31 else np.int64
+    X = sp.csr_matrix(
+        (
+            np.concatenate(data),
+            np.concatenate(indices).astype(index_dtype, copy=False),
+            np.concatenate(indptr).astype(index_dtype, copy=False),
+        ),
+        shape=(n_cells, n_genes),
+    )
+    obs = pd.DataFrame(
+        {"cell_type": pd.Categorical.from_codes(labels, [f"type{t}" for t in range(n_types)])},
+        index=pd.Index([f"cell{i}" for i in range(n_cells)]),
+    )
+    var = pd.DataFrame(index=[f"gene{j}" for j in range(n_genes)])
+    return ad.AnnData(X=X, obs=obs, var=var)
