@@ -10,7 +10,7 @@ CONFIG ?= $(or $(LAST_CONFIG),config/config.yaml)
 RESULTS_DIR = $(shell $(BIN)/python -c "import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get('results_dir', 'results'))" $(CONFIG))
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: venv run demo ablation test lint format bench report dry-run test-slurm clean
+.PHONY: venv run demo ablation finalists test lint format bench bench-scale report dry-run test-slurm clean
 
 $(BIN)/snakemake: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ ablation: $(BIN)/snakemake ## each change to the book's VAE alone and combined, 
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --keep-going --configfile $(ABLATION_CONFIGS)
 	$(MAKE) report CONFIG="$(ABLATION_CONFIGS)"
 
+finalists: $(BIN)/snakemake ## the ablation's four finalists (pca, vae, vae_improved, scvi), 5 datasets x 5 seeds -> results/finalists/
+	mkdir -p results && echo config/finalists.yaml > results/.last-config
+	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --keep-going --configfile config/finalists.yaml
+	$(MAKE) report CONFIG=config/finalists.yaml
+
 report: $(BIN)/snakemake ## HTML report of the last run (or: make report CONFIG=my.yaml)
 	$(SNAKEMAKE) --report $(RESULTS_DIR)/report.html --configfile $(CONFIG)
 
@@ -59,6 +64,9 @@ format: $(BIN)/snakemake
 bench: $(BIN)/snakemake ## book-style training loop vs ours; preset improved vs scVI (per epoch, to the end)
 	$(BIN)/python tools/bench_vae.py
 	$(BIN)/python tools/bench_scvi.py
+
+bench-scale: $(BIN)/snakemake ## the workflow on 10^4, 10^5, 10^6 droplet cells: time and memory per rule -> results/bench/scale.tsv (~1-2 h)
+	$(BIN)/python tools/bench_scale.py
 
 dry-run: $(BIN)/snakemake ## plan default, demo and likelihood configs, local and Slurm profile (submits nothing)
 	$(BIN)/python tools/dry_run.py

@@ -181,6 +181,20 @@ def get_import_inputs(wildcards):
     return files
 
 
+def mem_mb(rule):
+    """The rule's memory request (MB), from the size of the data its job reads
+    (scembed.resources), growing with each retry: `resources: mem_mb=mem_mb("rule")`.
+    Snakemake evaluates it again when the job is scheduled, once its inputs exist."""
+
+    def estimate(wildcards, input, attempt):
+        from scembed.resources import job_mem_mb
+
+        dataset = get_dataset(wildcards) if rule == "import_dataset" else None
+        return job_mem_mb(rule, list(input), attempt, dataset)
+
+    return estimate
+
+
 def get_run_outputs(name):
     """One file per dataset x method x seed, e.g. get_run_outputs("metrics.json")."""
     return expand(

@@ -27,6 +27,8 @@ rule import_dataset:
         f"{RESULTS}/benchmarks/import_dataset/{{dataset}}.tsv"
     conda:
         "../envs/scanpy.yaml"
+    resources:
+        mem_mb=mem_mb("import_dataset"),
     params:
         dataset=get_source_params,
         name="{dataset}",
@@ -45,6 +47,8 @@ rule preprocess:
         f"{RESULTS}/benchmarks/preprocess/{{dataset}}.tsv"
     conda:
         "../envs/scanpy.yaml"
+    resources:
+        mem_mb=mem_mb("preprocess"),
     params:
         preprocess=get_preprocess_params,
     script:

@@ -11,6 +11,8 @@ rule embed_pca:
         method=names_regex(methods_of_kind("pca")),
     conda:
         "../envs/scanpy.yaml"
+    resources:
+        mem_mb=mem_mb("embed_pca"),
     params:
         method=get_method,
     script:
@@ -35,6 +37,7 @@ rule train_vae:
         "../envs/torch.yaml"
     threads: 4
     resources:
+        mem_mb=mem_mb("train_vae"),
         gpu=1,
     params:
         method=get_method,
@@ -63,6 +66,7 @@ rule train_scvi:
         "../envs/scvi.yaml"
     threads: 4
     resources:
+        mem_mb=mem_mb("train_scvi"),
         gpu=1,
     params:
         method=get_method,

@@ -11,6 +11,8 @@ rule cluster:
         f"{RESULTS}/benchmarks/cluster/{{dataset}}/{{method}}/seed{{seed}}.tsv"
     conda:
         "../envs/scanpy.yaml"
+    resources:
+        mem_mb=mem_mb("cluster"),
     params:
         cluster=get_cluster_params,
     script:

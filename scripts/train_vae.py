@@ -7,13 +7,11 @@ removed once the outputs are written.
 
 import signal
 import sys
-from pathlib import Path
 
-import anndata as ad
 import torch
 
 from scembed.embedding import write_trained_model
-from scembed.runtime import setup_logging
+from scembed.runtime import atomic_path, read_h5ad_parts, setup_logging
 from scembed.vae import checkpoint as ckpt
 from scembed.vae.params import resolve_params
 from scembed.vae.train import NonFiniteLossError, train_vae
@@ -27,7 +25,8 @@ def main(snakemake):
     spec = {k: v for k, v in snakemake.params.method.items() if k != "kind"}
     params = resolve_params(spec)
     log.info("parameters: %s", params)
-    pre = ad.read_h5ad(snakemake.input[0])
+    # the counts only: the log-normalised X is never read (gigabytes at atlas scale)
+    pre = read_h5ad_parts(snakemake.input[0], x=False, layers=("counts",))
     checkpoint = snakemake.params.checkpoint
     try:
         result = train_vae(
@@ -41,8 +40,8 @@ def main(snakemake):
         )
     except NonFiniteLossError as err:
         if err.best_state is not None:
-            Path(snakemake.params.failed_checkpoint).parent.mkdir(parents=True, exist_ok=True)
-            torch.save(err.best_state, snakemake.params.failed_checkpoint)
+            with atomic_path(snakemake.params.failed_checkpoint) as tmp:
+                torch.save(err.best_state, tmp)
             log.error(
                 "best checkpoint before the failure kept in %s", snakemake.params.failed_checkpoint
             )

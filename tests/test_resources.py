@@ -1,0 +1,81 @@
+"""Memory requests that follow the data (scembed.resources, rules/common.smk mem_mb)."""
+
+from __future__ import annotations
+
+import re
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+from conftest import REPO, snakemake, synthetic_config, write_config
+
+from scembed.resources import MEM_MODEL, data_mb, job_mem_mb, synthetic_mb
+
+
+def counts_file(path, n_cells: int) -> float:
+    """An h5ad of n_cells x 100 CSR counts; returns the MB of its matrices."""
+    X = sp.random(n_cells, 100, density=0.2, format="csr", random_state=0, dtype=np.float32)
+    ad.AnnData(X=X).write_h5ad(path, compression="gzip")
+    return (X.data.nbytes + X.indices.nbytes + X.indptr.nbytes) / 2**20
+
+
+def test_data_mb_reads_the_uncompressed_matrices_from_the_header(tmp_path):
+    small, large = tmp_path / "small.h5ad", tmp_path / "large.h5ad"
+    expected_small, expected_large = counts_file(small, 1000), counts_file(large, 20000)
+    assert expected_small <= data_mb(small) < expected_small + 0.5  # + obs/var names
+    assert expected_large <= data_mb(large) < expected_large + 1.5
+    assert data_mb(large) > large.stat().st_size / 2**20  # not the gzipped size on disk
+    assert data_mb(tmp_path / "missing.h5ad") == 0.0  # before the file exists
+    (tmp_path / "text.txt").write_text("x" * 2**20)
+    assert data_mb(tmp_path / "text.txt") == 1.0
+
+
+def test_requests_grow_with_the_data_and_the_attempt(tmp_path):
+    small, large = tmp_path / "small.h5ad", tmp_path / "large.h5ad"
+    counts_file(small, 1000)
+    counts_file(large, 50000)
+    for rule, (fixed, per_mb) in MEM_MODEL.items():
+        assert job_mem_mb(rule, []) == fixed
+        assert job_mem_mb(rule, [small]) < job_mem_mb(rule, [large])
+        assert job_mem_mb(rule, [large], attempt=2) == 2 * job_mem_mb(rule, [large])
+        assert job_mem_mb(rule, [large]) == int(fixed + per_mb * data_mb(large))
+
+
+def test_a_million_synthetic_cells_ask_for_gigabytes():
+    atlas = {"source": "synthetic", "n_cells": 10**6, "n_genes": 2000, "profile": "droplet"}
+    assert 2000 < synthetic_mb(atlas) < 2600  # ~12% non-zero x 8 bytes
+    assert job_mem_mb("import_dataset", [], dataset=atlas) > 8000
+    small = {**atlas, "n_cells": 1000}
+    assert job_mem_mb("import_dataset", [], dataset=small) < 2000
+
+
+def test_slurm_dry_run_requests_memory_by_data_size(tmp_path):
+    """Through Snakemake and the Slurm profile: the import of 10^6 droplet cells asks for
+    far more than the profile's 4 GB default, a small dataset for less."""
+    config = synthetic_config(methods={"pca": {"kind": "pca"}}, seeds=[0])
+    config["datasets"]["atlas"] = {
+        "source": "synthetic",
+        "profile": "droplet",
+        "n_cells": 10**6,
+        "n_genes": 2000,
+    }
+    path = write_config(tmp_path / "config.yaml", config)
+    done = snakemake(
+        tmp_path,
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--dry-run",
+        "--configfile",
+        str(path),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    requests = {
+        name: int(mem)
+        for name, mem in re.findall(
+            r"rule import_dataset:.*?wildcards: dataset=(\w+).*?mem_mb=(\d+)",
+            done.stdout + done.stderr,
+            flags=re.S,
+        )
+    }
+    assert requests["atlas"] > 8000, requests
+    assert min(requests.values()) < 4000, requests
