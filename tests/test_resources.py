@@ -26,6 +26,12 @@ def test_data_mb_reads_the_uncompressed_matrices_from_the_header(tmp_path):
     assert expected_large <= data_mb(large) < expected_large + 1.5
     assert data_mb(large) > large.stat().st_size / 2**20  # not the gzipped size on disk
     assert data_mb(tmp_path / "missing.h5ad") == 0.0  # before the file exists
+    empty = ad.AnnData(obs={"a": ["x", "y"]})  # X absent, null datasets in obsm/uns
+    empty.uns["nothing"] = None
+    empty.write_h5ad(tmp_path / "empty.h5ad")
+    assert 0 <= data_mb(tmp_path / "empty.h5ad") < 0.1
+    (tmp_path / "broken.h5ad").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    assert data_mb(tmp_path / "broken.h5ad") >= 0.0
     (tmp_path / "text.txt").write_text("x" * 2**20)
     assert data_mb(tmp_path / "text.txt") == 1.0
 

@@ -40,11 +40,14 @@ def data_mb(path: str | os.PathLike) -> float:
 
         def add(_name, item):
             nonlocal total
-            if isinstance(item, h5py.Dataset):
+            if isinstance(item, h5py.Dataset) and item.size:  # None for a null dataset
                 total += item.size * item.dtype.itemsize
 
-        with h5py.File(path, "r") as handle:
-            handle.visititems(add)
+        try:
+            with h5py.File(path, "r") as handle:
+                handle.visititems(add)
+        except OSError:  # unreadable: the job itself will say why; ask for the fixed part
+            return 0.0
         return total / 2**20
     return os.path.getsize(path) * (GZIP_RATIO if path.endswith(".gz") else 1) / 2**20
 
