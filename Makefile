@@ -47,8 +47,10 @@ finalists: $(BIN)/snakemake ## the ablation's four finalists (pca, vae, vae_impr
 report: $(BIN)/snakemake ## HTML report of the last run (or: make report CONFIG=my.yaml)
 	$(SNAKEMAKE) --report $(RESULTS_DIR)/report.html --configfile $(CONFIG)
 
-test: $(BIN)/snakemake lint ## unit and workflow tests
-	$(BIN)/python -m pytest
+# pytest-xdist: one worker per core; each test file stays on one worker (its fixtures run once)
+TEST_WORKERS ?= 2
+test: $(BIN)/snakemake lint ## unit, workflow and fault tests
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(BIN)/snakemake
 	$(SNAKEMAKE) --lint

@@ -1,11 +1,14 @@
 """Download the Zeisel 2015 expression file from the first mirror that serves it intact."""
 
-from scembed.runtime import setup_logging, write_json
+from scembed.runtime import setup_logging, stop_on_signals, write_json
 from scembed.sources import download, zeisel_layout_ok
 
 
 def main(snakemake):
     log = setup_logging(snakemake.log[0])
+    stop_on_signals(
+        log, "the download", "nothing partial is kept; run the workflow again to download anew"
+    )
     name = snakemake.wildcards.dataset
     dataset = snakemake.params.dataset
     # The dataset's `download` settings (timeouts, retries) come from the config, not from

@@ -5,13 +5,10 @@ Training writes a checkpoint outside the rule's outputs (``params.checkpoint``) 
 removed once the outputs are written.
 """
 
-import signal
-import sys
-
 import torch
 
 from scembed.embedding import write_trained_model
-from scembed.runtime import atomic_path, read_h5ad_parts, setup_logging
+from scembed.runtime import atomic_path, read_h5ad_parts, setup_logging, stop_on_signals
 from scembed.vae import checkpoint as ckpt
 from scembed.vae.params import resolve_params
 from scembed.vae.train import NonFiniteLossError, train_vae
@@ -19,7 +16,12 @@ from scembed.vae.train import NonFiniteLossError, train_vae
 
 def main(snakemake):
     log = setup_logging(snakemake.log[0])
-    stop_on_signals(log)
+    stop_on_signals(
+        log,
+        "train_vae",
+        "run the workflow again: training resumes from its last checkpoint (config key "
+        "checkpoint_every sets how often one is written)",
+    )
     torch.set_num_threads(snakemake.threads)
     seed = int(snakemake.wildcards.seed)
     spec = {k: v for k, v in snakemake.params.method.items() if k != "kind"}
@@ -61,23 +63,6 @@ def main(snakemake):
         snakemake.output, pre, result.latent, info, result.state_dict, result.history
     )
     ckpt.remove(checkpoint)
-
-
-def stop_on_signals(log) -> None:
-    """SIGTERM (Snakemake stopping, a Slurm time limit) and SIGINT end the job through
-    SystemExit, so that a half-written file is cleaned up and the log says how to go on."""
-
-    def stop(signum, frame):
-        name = signal.Signals(signum).name
-        log.error(
-            "train_vae stopped by %s; run the workflow again: training resumes from its last "
-            "checkpoint (config key checkpoint_every sets how often one is written)",
-            name,
-        )
-        sys.exit(128 + signum)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
 
 
 if __name__ == "__main__":

@@ -427,3 +427,50 @@ def test_a_full_disk_stops_at_once_without_blaming_the_mirrors(dest, monkeypatch
             download(urls, dest, **{**FAST, "retries": 2})
     assert server.requests == {}
     assert not dest.exists() and temp_files(dest.parent) == []
+
+
+KILLED_DOWNLOAD = """
+import logging, sys
+sys.path.insert(0, {scripts!r})
+from scembed.runtime import stop_on_signals
+from scembed.sources import download
+stop_on_signals(logging.getLogger("test"), "the download", "run it again")
+download([{url!r}], {dest!r}, stall_timeout=30, min_speed=0, retries=0, retry_delay=0)
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_a_download_killed_mid_file_leaves_nothing_behind(tmp_path, signal_name):
+    """A real download process killed while the file streams in: SIGTERM (Snakemake
+    stopping, scancel, a time limit) removes the partial file at once; SIGKILL cannot be
+    caught, and the next download removes what it left."""
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    dest = tmp_path / "download" / "expression.txt"
+    with fault_server({"/slow": dribble}) as server:
+        script = KILLED_DOWNLOAD.format(
+            scripts=str(REPO / "scripts"), url=server.url("/slow"), dest=str(dest)
+        )
+        process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 15
+        while not list(dest.parent.glob(".*")):  # the temporary file of the transfer
+            assert time.monotonic() < deadline, "the download never started"
+            assert process.poll() is None, process.stderr.read().decode()
+            time.sleep(0.05)
+        time.sleep(0.5)  # bytes are coming in (a dribble: the file is far from complete)
+        process.send_signal(getattr(signal, signal_name))
+        process.wait(10)
+    assert not dest.exists()
+    if signal_name == "SIGTERM":
+        assert process.returncode == 128 + signal.SIGTERM
+        assert temp_files(dest.parent) == []
+    else:
+        assert temp_files(dest.parent) != []  # the partial file a SIGKILL leaves
+        with fault_server({"/ok": ok()}) as server:
+            download([server.url("/ok")], dest, verify=zeisel_layout_ok, **FAST)
+        assert dest.read_bytes() == BODY
+        assert temp_files(dest.parent) == []

@@ -51,6 +51,30 @@ def atomic_path(path: str | os.PathLike):
             os.remove(tmp)
 
 
+def remove_stale_temporaries(path: str | os.PathLike) -> None:
+    """Remove the half-written temporaries that a killed job (SIGKILL: no clean-up can
+    run) left next to ``path``; :func:`atomic_path` names them ``.{name}.*``, and only
+    the job that writes ``path`` writes them."""
+    path = Path(path)
+    if path.parent.is_dir():
+        for tmp in path.parent.glob(f".{path.name}.*"):
+            tmp.unlink(missing_ok=True)
+
+
+def stop_on_signals(log: logging.Logger, what: str, how_to_go_on: str) -> None:
+    """End the job on SIGTERM (Snakemake stopping, scancel, a Slurm time limit) and SIGINT
+    through SystemExit, so that :func:`atomic_path` removes a half-written file, and say
+    in the log how to go on."""
+    import signal
+
+    def stop(signum, frame):
+        log.error("%s stopped by %s; %s", what, signal.Signals(signum).name, how_to_go_on)
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
 def current_umask() -> int:
     """The process's umask (read by setting it and putting it back)."""
     mask = os.umask(0o022)

@@ -26,7 +26,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from scembed.checks import DataError, check_counts, check_labels, normalise_labels
-from scembed.runtime import atomic_path
+from scembed.runtime import atomic_path, remove_stale_temporaries
 
 log = logging.getLogger("scembed.sources")
 
@@ -486,6 +486,7 @@ def download(
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(dest)  # left by a download killed with SIGKILL
     errors, unreachable = [], []
     for url in urls:
         for attempt in range(1, retries + 2):

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scembed.runtime import remove_stale_temporaries
+
 FORMAT = 1
 """Bumped when the checkpoint's layout changes: older files are then ignored."""
 
@@ -117,14 +119,6 @@ def load(path: str | os.PathLike, expected: str, log: Callable[[str], None]) -> 
         )
         return None
     return state
-
-
-def remove_stale_temporaries(path: Path) -> None:
-    """Remove half-written checkpoints that a killed write left next to ``path``
-    (``atomic_path`` names them ``.{name}.*``; only this job writes ``path``)."""
-    if path.parent.is_dir():
-        for tmp in path.parent.glob(f".{path.name}.*"):
-            tmp.unlink(missing_ok=True)
 
 
 def remove(path: str | os.PathLike) -> None:
