@@ -51,11 +51,12 @@ def data_digest(data, split: np.ndarray) -> str:
     digest = hashlib.sha256()
     digest.update(repr((data.n_cells, data.sparse, data.size_factor)).encode())
     if data.sparse:
-        for array in (data.csr.shape, data.csr.indptr, data.csr.indices, data.csr.data):
-            digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(repr(data.csr.shape).encode())
+        for array in (data.csr.indptr, data.csr.indices, data.csr.data):
+            digest.update(np.ascontiguousarray(array).data)  # a view: no copy of GBs
     else:
         digest.update(repr(tuple(data.x.shape)).encode())
-        digest.update(data.x.cpu().numpy().tobytes())
+        digest.update(np.ascontiguousarray(data.x.cpu().numpy()).data)
     digest.update("\n".join(split.tolist()).encode())
     return digest.hexdigest()
 
