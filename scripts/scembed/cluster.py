@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from pynndescent import PyNNDescentTransformer
 
 from scembed.embedding import EMBEDDING_KEY, check_embedding
+from scembed.runtime import timed
 
 EXACT_MAX_CELLS = 8192  # knn_search "auto": exact below this many cells (scanpy's cut-off)
 KNN_SEARCHES = ("auto", "exact", "approximate")
@@ -210,9 +211,12 @@ def cluster_embedding(
     The parameters are the config's ``cluster`` keys (defaults in the schema). When the
     UMAP leaves cells out, ``uns["umap_note"]`` says why (:func:`umap_of_sample`)."""
     check_embedding(adata.obsm[EMBEDDING_KEY], "cluster")
-    neighbors_graph(adata, n_neighbors, seed, knn_search)
-    leiden(adata, resolution, seed, leiden_flavor, leiden_n_iterations, leiden_directed)
-    note = umap_of_sample(adata, seed, umap_min_dist, umap_max_cells, n_neighbors, knn_search)
+    with timed(f"kNN graph of {adata.n_obs} cells"):
+        neighbors_graph(adata, n_neighbors, seed, knn_search)
+    with timed(f"Leiden at resolution {resolution:g}"):
+        leiden(adata, resolution, seed, leiden_flavor, leiden_n_iterations, leiden_directed)
+    with timed("UMAP"):
+        note = umap_of_sample(adata, seed, umap_min_dist, umap_max_cells, n_neighbors, knn_search)
     if note:
         adata.uns["umap_note"] = note
     return adata

@@ -12,6 +12,7 @@ from scembed.metrics import (
     knn_transfer_accuracy,
     label_silhouette,
 )
+from scembed.runtime import timed
 
 
 def evaluate_embedding(
@@ -49,19 +50,24 @@ def evaluate_embedding(
     }
     scores = cluster_scores(labels, adata.obs["leiden"].to_numpy()[scored])
 
-    matched = leiden_matched(
-        adata, n_labels, seed, bisection_max_steps, bisection_max_seconds, **leiden_kwargs
-    )
+    with timed("matched-k bisection"):
+        matched = leiden_matched(
+            adata, n_labels, seed, bisection_max_steps, bisection_max_seconds, **leiden_kwargs
+        )
     if matched["timed_out"]:
         adata.uns["bisection_note"] = (
             f"matched-k bisection stopped after {matched['steps']} Leiden runs "
             f"(bisection_max_seconds: {bisection_max_seconds:g})"
         )
     matched_scores = cluster_scores(labels, matched["clusters"].to_numpy()[scored])
-    kmeans = kmeans_clusters(embedding, n_labels, seed, kmeans_n_init)
+    with timed("k-means"):
+        kmeans = kmeans_clusters(embedding, n_labels, seed, kmeans_n_init)
     adata.obs["kmeans"] = kmeans.astype(str)
     kmeans_scores = cluster_scores(labels, kmeans[scored])
     split = adata.obs["split"].astype(str).to_numpy()[scored]
+    with timed("silhouette and kNN transfer"):
+        silhouette = label_silhouette(embedding[scored], labels, seed)
+        knn_accuracy = knn_transfer_accuracy(embedding[scored], labels, split, knn_k)
     return {
         "n_labels": n_labels,
         "n_scored": int(scored.sum()),
@@ -73,6 +79,6 @@ def evaluate_embedding(
         "matched_nmi": matched_scores["nmi"],
         "kmeans_ari": kmeans_scores["ari"],
         "kmeans_nmi": kmeans_scores["nmi"],
-        "silhouette": label_silhouette(embedding[scored], labels, seed),
-        "knn_accuracy": knn_transfer_accuracy(embedding[scored], labels, split, knn_k),
+        "silhouette": silhouette,
+        "knn_accuracy": knn_accuracy,
     }

@@ -51,6 +51,17 @@ def atomic_path(path: str | os.PathLike):
             os.remove(tmp)
 
 
+@contextlib.contextmanager
+def timed(what: str, log: logging.Logger | None = None):
+    """Log how long the block took (``what: 12.3 s``): at atlas scale the job logs say
+    where the time goes."""
+    import time
+
+    start = time.perf_counter()
+    yield
+    (log or logging.getLogger("scembed")).info("%s: %.1f s", what, time.perf_counter() - start)
+
+
 def remove_stale_temporaries(path: str | os.PathLike) -> None:
     """Remove the half-written temporaries that a killed job (SIGKILL: no clean-up can
     run) left next to ``path``; :func:`atomic_path` names them ``.{name}.*``, and only
