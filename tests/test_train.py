@@ -278,3 +278,35 @@ def test_non_finite_embedding_raises(data, monkeypatch):
     with pytest.raises(NonFiniteLossError, match="embedding") as info:
         train_vae(counts, split, _params(max_epochs=1), seed=0, log=_quiet)
     assert info.value.best_state is not None
+
+
+def test_sparse_training_data_equals_dense_with_empty_rows_and_unsorted_indices():
+    """The chunked sparse sums (one reused buffer) equal the dense ones exactly, with an
+    empty cell, a chunk boundary inside the matrix, and unsorted CSR indices, which are
+    sorted on a copy: the caller's matrix is left as it was."""
+    from scembed.vae.train import TrainingData
+
+    rng = np.random.default_rng(0)
+    dense = rng.poisson(0.5, size=(37, 12)).astype(np.float32)
+    dense[5] = 0.0  # an empty cell
+    dense[-1] = 0.0  # ... and the last one, past the last chunk's stored values
+    csr = sp.csr_matrix(dense)
+    order = np.concatenate(
+        [
+            rng.permutation(np.arange(a, b))
+            for a, b in zip(csr.indptr[:-1], csr.indptr[1:], strict=True)
+        ]
+    )
+    unsorted = sp.csr_matrix((csr.data[order], csr.indices[order], csr.indptr), shape=csr.shape)
+    unsorted.has_sorted_indices = False
+    indices_before = unsorted.indices.copy()
+    cpu = torch.device("cpu")
+    sparse = TrainingData(unsorted, cpu, "book", chunk_size=8)
+    reference = TrainingData(dense, cpu, "book", chunk_size=8)
+    assert torch.equal(sparse.log_factorial, reference.log_factorial)
+    assert torch.equal(sparse.row_sums, reference.row_sums)
+    assert torch.equal(sparse.col_sums, reference.col_sums)
+    assert sparse.total == reference.total
+    idx = torch.arange(37)
+    assert torch.equal(sparse.counts(idx), reference.counts(idx))
+    np.testing.assert_array_equal(unsorted.indices, indices_before)
