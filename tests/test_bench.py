@@ -42,3 +42,34 @@ def test_interleaving_changes_neither_loop():
     np.testing.assert_array_equal(runs["book"][1], solo_book)
     assert len(runs["book"][0]) == len(runs["ours"][0]) == 2
     assert (runs["book"][0] > 0).all() and (runs["ours"][0] > 0).all()
+
+
+def test_bench_scale_reads_the_workflows_benchmark_files(tmp_path):
+    """tools/bench_scale.py: one row per rule and run from Snakemake's benchmark files,
+    with the training's seconds per epoch and cells per second from its history."""
+    import pandas as pd
+    from bench_scale import config, workflow_rows
+
+    columns = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    runs = {
+        "import_dataset/scale.tsv": (12.5, 900.0),
+        "train_vae/scale/vae/seed0.tsv": (30.0, 1500.0),
+        "cluster/scale/pca/seed0.tsv": (80.0, 700.0),
+    }
+    for name, (seconds, rss) in runs.items():
+        path = tmp_path / "benchmarks" / name
+        path.parent.mkdir(parents=True)
+        path.write_text(columns + f"{seconds}\t0:00:12\t{rss}\t0\t0\t0\t0\t0\t0\t0\n")
+    history = tmp_path / "scale/vae/seed0/history.tsv"
+    history.parent.mkdir(parents=True)
+    pd.DataFrame({"epoch": [1], "seconds": [8.5]}).to_csv(history, sep="\t", index=False)
+    rows = {row["stage"]: row for row in workflow_rows(10_000, tmp_path)}
+    assert rows["import_dataset"]["seconds"] == 12.5
+    assert rows["import_dataset"]["max_rss_mb"] == 900
+    assert rows["cluster:scale/pca/seed0"]["seconds"] == 80.0
+    training = rows["train_vae:scale/vae/seed0"]
+    assert training["s_per_epoch"] == 8.5
+    assert training["cells_per_s"] == round(8500 / 8.5)  # 85% of the cells train
+    settings = config(10_000, tmp_path)
+    assert settings["datasets"]["scale"]["profile"] == "droplet"
+    assert settings["methods"]["vae"]["max_epochs"] == 1

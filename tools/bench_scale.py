@@ -182,6 +182,12 @@ def main():
     parser.add_argument("--dense-max", type=int, default=100_000)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "results/bench/scale"))
+    parser.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="do not run the workflow: read the benchmark files of an earlier run (e.g. "
+        "after rerunning one rule with --forcerun) and redo the dense/sparse comparison",
+    )
     parser.add_argument("--stage", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
@@ -190,7 +196,10 @@ def main():
     out = Path(args.out)
     rows = []
     for n_cells in args.sizes:
-        results = run_workflow(n_cells, out, args.cores)
+        if args.tables_only:
+            results = out / f"n{n_cells}"
+        else:
+            results = run_workflow(n_cells, out, args.cores)
         rows += workflow_rows(n_cells, results)
         if n_cells <= args.dense_max:
             rows += dense_rows(n_cells, results)
