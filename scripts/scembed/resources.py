@@ -14,13 +14,17 @@ import os
 
 import h5py
 
-MEM_MODEL = {  # rule: (fixed MB, MB per MB of the matrices read), from make bench-scale
-    "import_dataset": (1500, 4.0),
-    "preprocess": (1500, 3.0),
-    "embed_pca": (1500, 2.5),
-    "train_vae": (2500, 2.5),
-    "train_scvi": (3000, 4.0),
-    "cluster": (2000, 60.0),  # reads only the embedding; the kNN graph grows with the cells
+MEM_MODEL = {  # rule: (fixed MB, MB per MB of the matrices read)
+    # Measured by make bench-scale on droplet data, peak RSS at 10^4 / 10^5 / 10^6 cells
+    # x 2000 genes against the MB of data_mb (in brackets); the model asks for about 1.5x
+    # the measured peak at 10^6 and more below it.
+    "import_dataset": (1000, 2.0),  # 576 / 874 / 3652 MB (synthetic_mb 23 / 229 / 2289)
+    "preprocess": (1000, 2.5),  # 458 / 1072 / 3051 MB (raw.h5ad 26 / 181 / 1613)
+    "embed_pca": (1000, 1.8),  # 282 / 732 / 4526 MB (preprocessed.h5ad 52 / 362 / 3221)
+    "train_vae": (1500, 1.2),  # 474 / 716 / 3016 MB (the same)
+    "train_scvi": (3000, 4.0),  # not measured at scale: scvi-tools holds the AnnData
+    "cluster": (1000, 180.0),  # 740 / 1099 / 6724 MB (embedding.h5ad 0.5 / 4.8 / 47.6):
+    # it reads only the embedding, but the kNN graph and Leiden grow with the cells
 }
 GZIP_RATIO = 5  # a gzipped text or matrix file holds about this many times its size
 SYNTHETIC_DENSITY = {"markers": 0.6, "droplet": 0.15}  # non-zero fraction of the counts
