@@ -12,7 +12,10 @@ def main(snakemake):
     seed = int(snakemake.wildcards.seed)
     adata = ad.read_h5ad(snakemake.input[0])
     label_key = adata.uns["label_key"]
-    scores = evaluate_embedding(adata, seed, **snakemake.params.cluster)
+    try:
+        scores = evaluate_embedding(adata, seed, **snakemake.params.cluster)
+    except ValueError as err:  # e.g. fewer cells than n_neighbors: say which dataset
+        raise ValueError(f"datasets.{snakemake.wildcards.dataset}: {err}") from err
     log.info(
         "scored %d of %d cells against %d labels (cells without a label are clustered, not scored)",
         scores["n_scored"],
