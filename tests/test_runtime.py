@@ -40,3 +40,46 @@ def test_json_takes_the_numpy_values_anndata_reads_back(tmp_path):
     with pytest.raises(TypeError, match="set is not JSON serializable"):
         write_json({"bad": {1}}, tmp_path / "q.json")
     assert not (tmp_path / "q.json").exists()
+
+
+def test_a_write_removes_what_a_killed_write_left(tmp_path):
+    """SIGKILL cannot be caught: its hidden temporary stays until the next write of the
+    same file removes it; another file's temporaries are left alone."""
+    target = tmp_path / "metrics.json"
+    left = tmp_path / ".metrics.json.abc123.json"
+    other = tmp_path / ".clusters.tsv.def456.tsv"
+    left.write_text("half")
+    other.write_text("another job's")
+    write_json({"ari": 0.5}, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, target.name]
+
+
+def test_a_job_stopped_by_sigterm_removes_its_half_written_file(tmp_path):
+    """A real process that set up its log like every rule script, killed with SIGTERM in
+    the middle of an atomic write: the temporary is gone and the log says what to do."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    script = f"""
+import sys, time
+sys.path.insert(0, {str(REPO / "scripts")!r})
+from scembed.runtime import atomic_path, setup_logging
+setup_logging({str(tmp_path / "job.log")!r})
+with atomic_path({str(tmp_path / "out.h5ad")!r}) as tmp:
+    open(tmp, "w").write("half")
+    open({str(tmp_path / "started")!r}, "w").close()
+    time.sleep(60)
+"""
+    process = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "started").exists():
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(10) == 128 + signal.SIGTERM
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.log", "started"]
+    assert "stopped by SIGTERM; nothing partial is kept" in (tmp_path / "job.log").read_text()

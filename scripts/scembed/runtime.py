@@ -28,6 +28,8 @@ def setup_logging(log_path: str) -> logging.Logger:
 
     for message in version_mismatches():
         log.warning(message)
+    # a job stopped by Snakemake, scancel or a time limit removes its half-written file
+    stop_on_signals(log, "the job", "nothing partial is kept; run the workflow again")
     return log
 
 
@@ -36,10 +38,12 @@ def atomic_path(path: str | os.PathLike):
     """Yield a temporary path next to ``path``; rename it into place only on success.
 
     The file gets the permissions the user's umask gives any new file (mkstemp's 0600
-    would hide results from the rest of a group on a shared cluster).
+    would hide results from the rest of a group on a shared cluster). Temporaries of
+    ``path`` that a killed write left behind are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)  # what a SIGKILL left of an earlier write
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~current_umask())
