@@ -47,6 +47,7 @@ def test_interleaving_changes_neither_loop():
 def test_bench_scale_reads_the_workflows_benchmark_files(tmp_path):
     """tools/bench_scale.py: one row per rule and run from Snakemake's benchmark files,
     with the training's seconds per epoch and cells per second from its history."""
+    import anndata as ad
     import pandas as pd
     from bench_scale import config, workflow_rows
 
@@ -63,13 +64,17 @@ def test_bench_scale_reads_the_workflows_benchmark_files(tmp_path):
     history = tmp_path / "scale/vae/seed0/history.tsv"
     history.parent.mkdir(parents=True)
     pd.DataFrame({"epoch": [1], "seconds": [8.5]}).to_csv(history, sep="\t", index=False)
+    split = ["train"] * 8400 + ["validation"] * 1100 + ["test"] * 500
+    ad.AnnData(
+        obs=pd.DataFrame({"split": split}, index=[f"c{i}" for i in range(10_000)])
+    ).write_h5ad(tmp_path / "scale/preprocessed.h5ad")
     rows = {row["stage"]: row for row in workflow_rows(10_000, tmp_path)}
     assert rows["import_dataset"]["seconds"] == 12.5
     assert rows["import_dataset"]["max_rss_mb"] == 900
     assert rows["cluster:scale/pca/seed0"]["seconds"] == 80.0
     training = rows["train_vae:scale/vae/seed0"]
     assert training["s_per_epoch"] == 8.5
-    assert training["cells_per_s"] == round(8500 / 8.5)  # 85% of the cells train
+    assert training["cells_per_s"] == round(8400 / 8.5)  # the training cells of the split
     settings = config(10_000, tmp_path)
     assert settings["datasets"]["scale"]["profile"] == "droplet"
     assert settings["methods"]["vae"]["max_epochs"] == 1

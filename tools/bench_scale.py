@@ -33,6 +33,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from scembed.runtime import read_h5ad_parts  # noqa: E402
+
 RULES = ("import_dataset", "preprocess", "embed_pca", "train_vae", "cluster")
 VAE = {  # preset improved, one epoch (no warm-up to wait for)
     "kind": "vae",
@@ -101,7 +103,8 @@ def workflow_rows(n_cells: int, results: Path) -> list[dict]:
             }
             if rule == "train_vae":
                 history = pd.read_csv(results / "scale/vae/seed0/history.tsv", sep="\t")
-                n_train = int(0.85 * n_cells)  # the split's default fractions
+                split = read_h5ad_parts(results / "scale/preprocessed.h5ad", x=False).obs
+                n_train = int((split["split"] == "train").sum())
                 seconds = float(history["seconds"].median())
                 row["s_per_epoch"] = round(seconds, 2)
                 row["cells_per_s"] = round(n_train / seconds)

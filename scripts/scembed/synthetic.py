@@ -12,6 +12,21 @@ import pandas as pd
 import scipy.sparse as sp
 
 
+def draw_labels(rng, n_cells: int, n_types: int, type_sizes, concentration: float):
+    """(shuffled type of each cell, n_types, n_cells): ``type_sizes`` cells per type when
+    given, else sizes from a Dirichlet draw (``concentration``: lower, more unequal)."""
+    if type_sizes is not None:
+        sizes = np.asarray(type_sizes, dtype=np.int64)
+        n_types, n_cells = len(sizes), int(sizes.sum())
+    else:
+        weights = rng.dirichlet(np.full(n_types, concentration))
+        sizes = np.maximum(1, np.floor(weights * n_cells).astype(np.int64))
+        sizes[np.argmax(sizes)] += n_cells - sizes.sum()
+    labels = np.repeat(np.arange(n_types), sizes)
+    rng.shuffle(labels)
+    return labels, n_types, n_cells
+
+
 def simulate_counts(
     n_cells: int = 1000,
     n_genes: int = 500,
@@ -27,15 +42,7 @@ def simulate_counts(
     ``n_cells``/``n_types``; otherwise types get unequal Dirichlet-drawn sizes.
     """
     rng = np.random.default_rng(seed)
-    if type_sizes is not None:
-        sizes = np.asarray(type_sizes, dtype=int)
-        n_types, n_cells = len(sizes), int(sizes.sum())
-    else:
-        weights = rng.dirichlet(np.full(n_types, 2.0))
-        sizes = np.maximum(1, np.floor(weights * n_cells).astype(int))
-        sizes[np.argmax(sizes)] += n_cells - sizes.sum()
-    labels = np.repeat(np.arange(n_types), sizes)
-    rng.shuffle(labels)
+    labels, n_types, n_cells = draw_labels(rng, n_cells, n_types, type_sizes, 2.0)
 
     base = rng.lognormal(mean=-1.0, sigma=1.5, size=n_genes)  # mean expression per gene
     log_fold = np.zeros((n_types, n_genes))
@@ -84,15 +91,7 @@ def simulate_droplet_counts(
     ones) unless ``type_sizes`` fixes them.
     """
     rng = np.random.default_rng(seed)
-    if type_sizes is not None:
-        sizes = np.asarray(type_sizes, dtype=np.int64)
-        n_types, n_cells = len(sizes), int(sizes.sum())
-    else:
-        weights = rng.dirichlet(np.full(n_types, 0.8))
-        sizes = np.maximum(1, np.floor(weights * n_cells).astype(np.int64))
-        sizes[np.argmax(sizes)] += n_cells - sizes.sum()
-    labels = np.repeat(np.arange(n_types), sizes)
-    rng.shuffle(labels)
+    labels, n_types, n_cells = draw_labels(rng, n_cells, n_types, type_sizes, 0.8)
 
     share = rng.lognormal(mean=0.0, sigma=2.8, size=n_genes)  # heavy-tailed gene means
     log_fold = np.zeros((n_types, n_genes))
