@@ -10,7 +10,7 @@ CONFIG ?= $(or $(LAST_CONFIG),config/config.yaml)
 RESULTS_DIR = $(shell $(BIN)/python -c "import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get('results_dir', 'results'))" $(CONFIG))
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: venv run demo ablation finalists test lint format bench bench-scale report dry-run test-slurm clean
+.PHONY: venv run demo ablation finalists genes test lint format bench bench-scale report dry-run test-slurm clean
 
 $(BIN)/snakemake: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ finalists: $(BIN)/snakemake ## the ablation's four finalists (pca, vae, vae_impr
 	mkdir -p results && echo config/finalists.yaml > results/.last-config
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --keep-going --configfile config/finalists.yaml
 	$(MAKE) report CONFIG=config/finalists.yaml
+
+genes: $(BIN)/snakemake ## gene selection (seurat_v3, 2000 genes) as variants of the real datasets, 5 seeds -> results/genes/
+	mkdir -p results && echo config/genes.yaml > results/.last-config
+	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --keep-going --configfile config/genes.yaml
+	$(MAKE) report CONFIG=config/genes.yaml
 
 report: $(BIN)/snakemake ## HTML report of the last run (or: make report CONFIG=my.yaml)
 	$(SNAKEMAKE) --report $(RESULTS_DIR)/report.html --configfile $(CONFIG)

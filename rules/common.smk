@@ -143,8 +143,28 @@ def get_source_params(wildcards):
     return {
         key: value
         for key, value in get_dataset(wildcards).items()
-        if key not in ("preprocess", "cluster", "download")
+        if key not in ("preprocess", "cluster", "download", "variant_of")
     }
+
+
+def get_dataset_variants():
+    """Each dataset variant's name -> the dataset it varies (`variant_of`)."""
+    return {
+        name: spec["variant_of"]
+        for name, spec in config["datasets"].items()
+        if "variant_of" in spec
+    }
+
+
+def check_dataset_variants():
+    """A `variant_of` names another dataset of the config (fails before any job runs)."""
+    for name, parent in get_dataset_variants().items():
+        if parent == name or parent not in DATASETS:
+            others = [other for other in DATASETS if other != name]
+            raise ValueError(
+                f"dataset {name!r}: variant_of {parent!r} is not another dataset of the "
+                f"config; name one of {others} (or drop variant_of)."
+            )
 
 
 def get_method(wildcards):
@@ -162,6 +182,7 @@ def get_cluster_params(wildcards):
 
 
 check_known_cell_counts()
+check_dataset_variants()
 
 
 def get_import_inputs(wildcards):

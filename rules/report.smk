@@ -39,12 +39,14 @@ rule compare:
             caption="../report/effects.rst",
             category="Summary",
         ),
+        variants=f"{RESULTS}/summary/variants.tsv",
     log:
         f"{RESULTS}/logs/compare/compare.log",
     conda:
         "../envs/scanpy.yaml"
     params:
         baseline=config["baseline"],
+        variants=get_dataset_variants(),
     script:
         "../scripts/compare.py"
 

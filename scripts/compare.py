@@ -1,9 +1,17 @@
-"""Compare methods across seeds: comparison.tsv, the headline summary.md, and the paired
-effects against the baseline (effects.md, paired_effects.png)."""
+"""Compare methods across seeds: comparison.tsv, the headline summary.md, the paired
+effects against the baseline (effects.md, paired_effects.png), and each dataset variant
+against the dataset it varies (variants.tsv, also in effects.md)."""
 
 import pandas as pd
 
-from scembed.compare import compare_methods, effects_markdown, headline_markdown, paired_effects
+from scembed.compare import (
+    compare_methods,
+    compare_variants,
+    effects_markdown,
+    headline_markdown,
+    paired_effects,
+    variants_markdown,
+)
 from scembed.plots import paired_effects_figure
 from scembed.runtime import atomic_path, setup_logging
 
@@ -19,8 +27,13 @@ def main(snakemake):
     with atomic_path(snakemake.output.headline) as tmp, open(tmp, "w") as handle:
         handle.write(headline)
     log.info("\n%s", headline)
+    variants = compare_variants(metrics, snakemake.params.variants)
+    with atomic_path(snakemake.output.variants) as tmp:
+        variants.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
     with atomic_path(snakemake.output.effects) as tmp, open(tmp, "w") as handle:
         handle.write(effects_markdown(comparison))
+        if not variants.empty:
+            handle.write("\n" + variants_markdown(variants))
     with atomic_path(snakemake.output.effects_figure) as tmp:
         paired_effects_figure(paired_effects(comparison), tmp)
 

@@ -283,6 +283,40 @@ def test_paired_effects_table_and_figure(tmp_path):
     assert (tmp_path / "none.png").stat().st_size > 0
 
 
+def test_variants_are_paired_with_the_dataset_they_vary():
+    from scembed.compare import compare_variants, variants_markdown
+
+    base = metrics_rows({"pca": "pca", "vae": "vae"}, [0, 1, 2])
+    variant = base.assign(dataset="d_hvg")
+    variant.loc[variant["method"] == "vae", "kmeans_ari"] += 0.05  # vae gains, pca level
+    variant = variant[variant["seed"] != 2]  # a seed the variant did not run: not paired
+    other = base.assign(dataset="e")  # a dataset that is no one's variant
+    table = pd.concat([base, variant, other], ignore_index=True)
+    variants = compare_variants(table, {"d_hvg": "d"})
+    assert set(variants["dataset"]) == {"d_hvg"} and set(variants["variant_of"]) == {"d"}
+    assert list(dict.fromkeys(variants["metric"])) == [
+        "matched_ari",
+        "kmeans_ari",
+        "ari",
+        "nmi",
+        "knn_accuracy",
+    ]
+    rows = variants.set_index(["metric", "method"])
+    assert rows.loc[("kmeans_ari", "vae"), "diff_mean"] == pytest.approx(0.05)
+    assert rows.loc[("kmeans_ari", "vae"), "wins"] == 2
+    assert rows.loc[("kmeans_ari", "vae"), "paired_seeds"] == 2
+    assert rows.loc[("kmeans_ari", "pca"), "diff_mean"] == pytest.approx(0)
+    assert rows.loc[("kmeans_ari", "pca"), "ties"] == 2
+    # the variant's own mean is over its seeds, the parent's over all of its seeds
+    assert rows.loc[("kmeans_ari", "vae"), "parent_mean"] == pytest.approx(0.41)
+    text = variants_markdown(variants)
+    assert "## d_hvg: difference from d (same method, same seed)" in text
+    assert "| vae | +0.000 [+0.000, +0.000] 0/2 | +0.050 [+0.050, +0.050]* 2/2 |" in text
+    assert (
+        compare_variants(table, {}).empty and variants_markdown(compare_variants(table, {})) == ""
+    )
+
+
 # --------------------------------------------------------------------------- versions
 
 

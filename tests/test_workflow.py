@@ -349,6 +349,9 @@ def test_run_summary_outputs(synthetic_run):
         cell = f"{row.diff_mean:+.3f} [{row.diff_ci_low:+.3f}, {row.diff_ci_high:+.3f}]"
         assert cell in effects, (method, cell)
     assert (summary / "paired_effects.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    variants = pd.read_csv(summary / "variants.tsv", sep="\t")  # no variant_of: no rows
+    assert variants.empty and {"variant_of", "diff_mean"} <= set(variants.columns)
+    assert "Dataset variants" not in effects
 
     provenance = json.loads((summary / "provenance.json").read_text())
     assert provenance["data"]["synthetic"]["source"] == "synthetic"
@@ -474,6 +477,52 @@ def test_partly_labelled_data_without_pca_one_seed(tmp_path):
     assert set(comparison["method"]) == {"vae", "vae_nb"} and comparison["diff_mean"].isna().all()
 
 
+def test_a_dataset_variant_is_compared_with_the_dataset_it_varies(tmp_path):
+    """`variant_of`: the same synthetic counts with seurat_v3 genes instead of the book's
+    variance; variants.tsv and effects.md pair each method on the variant with the same
+    method on the original, seed by seed, exactly as the metrics table says."""
+    base = synthetic_config()["datasets"]["synthetic"]
+    variant = {
+        **base,
+        "variant_of": "synthetic",
+        "preprocess": {**base["preprocess"], "gene_selection": "seurat_v3"},
+    }
+    config = synthetic_config(
+        datasets={"synthetic": base, "synthetic_hvg": variant},
+        methods={"pca": {"kind": "pca"}},
+        seeds=[0, 1],
+    )
+    result = run_config(tmp_path, config, "--cores", "2")
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    summary = tmp_path / "results" / "summary"
+    metrics = pd.read_csv(summary / "metrics.tsv", sep="\t")
+    genes = [
+        ad.read_h5ad(tmp_path / f"results/{d}/preprocessed.h5ad", backed="r").var_names
+        for d in ("synthetic", "synthetic_hvg")
+    ]
+    assert len(genes[0]) == len(genes[1]) and set(genes[0]) != set(genes[1])  # other genes
+    variants = pd.read_csv(summary / "variants.tsv", sep="\t")
+    assert set(variants["dataset"]) == {"synthetic_hvg"}
+    assert set(variants["variant_of"]) == {"synthetic"} and set(variants["method"]) == {"pca"}
+    wide = metrics.pivot(index="seed", columns="dataset", values="kmeans_ari")
+    diffs = wide["synthetic_hvg"] - wide["synthetic"]
+    row = variants.set_index("metric").loc["kmeans_ari"]
+    assert row["diff_mean"] == pytest.approx(diffs.mean(), abs=1e-4)
+    assert row["wins"] == (diffs > 0).sum() and row["paired_seeds"] == 2
+    effects = (summary / "effects.md").read_text()
+    assert "## synthetic_hvg: difference from synthetic (same method, same seed)" in effects
+    # the source is the same: the variant's import reads the same counts
+    raw = [ad.read_h5ad(tmp_path / f"results/{d}/raw.h5ad") for d in ("synthetic", "synthetic_hvg")]
+    assert (raw[0].X != raw[1].X).nnz == 0
+
+
+def test_a_variant_of_an_unknown_dataset_fails_before_any_job(tmp_path):
+    config = synthetic_config()
+    config["datasets"]["synthetic"]["variant_of"] = "synthetc"
+    output = run_failing(tmp_path, config, "-n")
+    assert "dataset 'synthetic': variant_of 'synthetc' is not another dataset" in output
+
+
 def test_an_unknown_baseline_fails_before_any_job(tmp_path):
     config = synthetic_config(baseline="pcaa")
     output = run_failing(tmp_path, config, "-n")
@@ -575,6 +624,10 @@ def test_make_ablation_runs_the_ablation_config_and_reports_it():
     assert 'report CONFIG="config/ablation.yaml"' in full
     screen = make_plan("ablation", "ABLATION_CONFIGS=config/ablation.yaml seeds.yaml")
     assert "--configfile config/ablation.yaml seeds.yaml" in screen
+    for grid in ("finalists", "genes"):
+        plan = make_plan(grid)
+        assert f"--keep-going --configfile config/{grid}.yaml" in plan
+        assert f"report CONFIG=config/{grid}.yaml" in plan
 
 
 # --------------------------------------------------------------------------- the ablation
@@ -603,6 +656,40 @@ def test_ablation_changes_one_thing_at_a_time():
     assert kinds == {"pca", "vae", "scvi"}
     assert {"pbmc68k", "zeisel_like"} <= set(ablation["datasets"])
     assert ablation["datasets"]["zeisel_like"]["type_sizes"] == [939, 820, 399, 290, 235, 224, 98]
+
+
+def test_gene_selection_variants_change_one_option_each():
+    """config/genes.yaml: each variant is its parent's source with ONE preprocessing
+    option changed (seurat_v3 instead of variance; then 2000 genes instead of 1000)."""
+    genes = yaml.safe_load((REPO / "config" / "genes.yaml").read_text())
+    datasets = genes["datasets"]
+    variants = {n: d for n, d in datasets.items() if "variant_of" in d}
+    assert len(variants) >= 3 and genes["baseline"] == "pca"
+    for name, spec in variants.items():
+        parent = datasets[spec["variant_of"]]
+        strip = ("variant_of", "preprocess")
+        assert {k: v for k, v in spec.items() if k not in strip} == {
+            k: v for k, v in parent.items() if k not in strip
+        }, name
+        mine, theirs = spec["preprocess"], parent["preprocess"]
+        changed = {k for k in {*mine, *theirs} if mine.get(k) != theirs.get(k)}
+        assert len(changed) == 1, (name, changed)
+    assert {spec["kind"] for spec in genes["methods"].values()} == {"pca", "vae", "scvi"}
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is absent")
+@pytest.mark.parametrize("name", ["genes", "finalists"])
+def test_grid_config_plans_every_run(tmp_path, name):
+    """`make genes` and `make finalists`: the config validates and plans every dataset x
+    method x seed, the real datasets read in place from ../shared/data."""
+    grid = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
+    for dataset in grid["datasets"].values():
+        if "path" in dataset:
+            dataset["path"] = str((REPO / dataset["path"]).resolve())
+    plan = planned(run_config(tmp_path, grid, "-n"))
+    n_runs = len(grid["datasets"]) * len(grid["methods"]) * len(grid["seeds"])
+    assert plan["cluster"] == n_runs and plan["preprocess"] == len(grid["datasets"])
+    assert plan["compare"] == 1
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is absent")

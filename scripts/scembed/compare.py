@@ -162,30 +162,105 @@ def effects_markdown(comparison: pd.DataFrame) -> str:
         lines.append("No paired comparison: no baseline method ran (see `baseline`).")
         return "\n".join(lines) + "\n"
     for dataset, rows in effects.groupby("dataset", sort=False):
-        metrics = [m for m in EFFECT_METRICS if m in set(rows["metric"])]
-        baseline = rows["baseline"].iloc[0]
-        lines += [
-            f"## {dataset}: difference from {baseline}",
-            "",
-            "| " + " | ".join(["method", *metrics]) + " |",
-            "|" + "---|" * (1 + len(metrics)),
-        ]
-        for method, group in rows.groupby("method", sort=False):
-            by_metric = group.set_index("metric")
-            cells = []
-            for metric in metrics:
-                r = by_metric.loc[metric]
-                if r["paired_seeds"] > 1:
-                    sure = "*" if r["diff_ci_low"] > 0 or r["diff_ci_high"] < 0 else ""
-                    ci = f" [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}]{sure}"
-                else:
-                    ci = ""
-                cells.append(f"{r['diff_mean']:+.3f}{ci} {int(r['wins'])}/{int(r['paired_seeds'])}")
-            lines.append("| " + " | ".join([method, *cells]) + " |")
-        lines.append("")
+        title = f"{dataset}: difference from {rows['baseline'].iloc[0]}"
+        lines += _effects_section(title, rows)
     lines.append(
         "Mean paired difference over seeds (method minus baseline, same seed), its 95% "
         "bootstrap CI over seeds (* when it excludes 0), and the seeds the method won."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _effects_section(title: str, rows: pd.DataFrame) -> list[str]:
+    """Markdown lines of one table: a row per method, a column per EFFECT_METRICS score
+    present in ``rows`` (paired-difference rows of one dataset or variant)."""
+    metrics = [m for m in EFFECT_METRICS if m in set(rows["metric"])]
+    lines = [
+        f"## {title}",
+        "",
+        "| " + " | ".join(["method", *metrics]) + " |",
+        "|" + "---|" * (1 + len(metrics)),
+    ]
+    for method, group in rows.groupby("method", sort=False):
+        by_metric = group.set_index("metric")
+        cells = [_effect_cell(by_metric.loc[metric]) for metric in metrics]
+        lines.append("| " + " | ".join([method, *cells]) + " |")
+    return [*lines, ""]
+
+
+def _effect_cell(row) -> str:
+    """``mean [CI low, CI high] wins/seeds`` of one paired difference (``*``: the CI
+    excludes 0; no CI from one seed)."""
+    if row["paired_seeds"] > 1:
+        sure = "*" if row["diff_ci_low"] > 0 or row["diff_ci_high"] < 0 else ""
+        ci = f" [{row['diff_ci_low']:+.3f}, {row['diff_ci_high']:+.3f}]{sure}"
+    else:
+        ci = ""
+    return f"{row['diff_mean']:+.3f}{ci} {int(row['wins'])}/{int(row['paired_seeds'])}"
+
+
+VARIANT_COLUMNS = (
+    "dataset",
+    "variant_of",
+    "metric",
+    "method",
+    "mean",
+    "parent_mean",
+    *PAIRED_COLUMNS,
+)
+
+
+def compare_variants(metrics: pd.DataFrame, variants: dict[str, str]) -> pd.DataFrame:
+    """Per dataset variant (``variants``: its name -> the dataset it varies, the config's
+    ``variant_of``), EFFECT_METRICS score and method run on both: the variant's score
+    minus the same method's on the dataset it varies, paired by seed (mean, 95%
+    bootstrap CI, wins, ties). Measures a change of the data's options (the gene
+    selection, say) the way :func:`compare_methods` measures a change of method."""
+    rows = []
+    for variant, parent in variants.items():
+        runs = metrics[metrics["dataset"] == variant]
+        base = metrics[metrics["dataset"] == parent]
+        for metric in [m for m in EFFECT_METRICS if m in metrics.columns]:
+            here = runs.pivot(index="seed", columns="method", values=metric).astype(float)
+            there = base.pivot(index="seed", columns="method", values=metric).astype(float)
+            for method in [m for m in dict.fromkeys(runs["method"]) if m in there]:
+                diffs = (here[method] - there[method]).dropna().to_numpy()
+                if not len(diffs):
+                    continue
+                low, high = paired_bootstrap(diffs)
+                rows.append(
+                    {
+                        "dataset": variant,
+                        "variant_of": parent,
+                        "metric": metric,
+                        "method": method,
+                        "mean": here[method].dropna().mean(),
+                        "parent_mean": there[method].dropna().mean(),
+                        "diff_mean": diffs.mean(),
+                        "diff_ci_low": low,
+                        "diff_ci_high": high,
+                        "wins": int((diffs > 0).sum()),
+                        "ties": int((diffs == 0).sum()),
+                        "paired_seeds": len(diffs),
+                    }
+                )
+    return pd.DataFrame(rows).reindex(columns=list(VARIANT_COLUMNS))
+
+
+def variants_markdown(variants: pd.DataFrame) -> str:
+    """Per dataset variant, one row per method: its paired difference from the same
+    method on the dataset it varies, on each EFFECT_METRICS score (as effects_markdown)."""
+    if variants.empty:
+        return ""
+    lines = ["# Dataset variants against the dataset they vary", ""]
+    for (variant, parent), rows in variants.groupby(["dataset", "variant_of"], sort=False):
+        lines += _effects_section(
+            f"{variant}: difference from {parent} (same method, same seed)", rows
+        )
+    lines.append(
+        "Mean paired difference over seeds (the method on the variant minus the same "
+        "method on the dataset it varies, same seed), its 95% bootstrap CI (* when it "
+        "excludes 0), and the seeds the variant won."
     )
     return "\n".join(lines) + "\n"
 
