@@ -120,6 +120,7 @@ def get_final_outputs():
             "summary.md",
             "effects.md",
             "paired_effects.png",
+            "variants.tsv",
             "provenance.json",
         )
     ]
