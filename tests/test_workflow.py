@@ -491,6 +491,7 @@ def test_a_dataset_variant_is_compared_with_the_dataset_it_varies(tmp_path):
         datasets={"synthetic": base, "synthetic_hvg": variant},
         methods={"pca": {"kind": "pca"}},
         seeds=[0, 1],
+        cluster={"umap_max_cells": 0},  # as in the ablations: no UMAP, empty UMAP panels
     )
     result = run_config(tmp_path, config, "--cores", "2")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
@@ -511,6 +512,8 @@ def test_a_dataset_variant_is_compared_with_the_dataset_it_varies(tmp_path):
     assert row["wins"] == (diffs > 0).sum() and row["paired_seeds"] == 2
     effects = (summary / "effects.md").read_text()
     assert "## synthetic_hvg: difference from synthetic (same method, same seed)" in effects
+    for dataset in ("synthetic", "synthetic_hvg"):
+        assert (summary / dataset / "umaps.png").read_bytes()[:4] == b"\x89PNG"
     # the source is the same: the variant's import reads the same counts
     raw = [ad.read_h5ad(tmp_path / f"results/{d}/raw.h5ad") for d in ("synthetic", "synthetic_hvg")]
     assert (raw[0].X != raw[1].X).nnz == 0
