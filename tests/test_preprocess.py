@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -70,6 +72,43 @@ def test_select_genes_seurat_v3(raw):
         raw.copy(), flavor="seurat_v3", n_top_genes=20, inplace=False
     )
     np.testing.assert_array_equal(genes, np.flatnonzero(reference["highly_variable"]))
+
+
+WORM = Path(__file__).resolve().parents[2] / "shared" / "data" / "worm_neuron.h5ad"
+
+
+@pytest.mark.skipif(not WORM.is_file(), reason=f"{WORM} is absent")
+def test_seurat_v3_on_shallow_counts_widens_the_loess_span(caplog):
+    """On worm_neuron (246 counts per cell) scanpy's seurat_v3 fit with its default span
+    is singular; the selection retries with a wider span, says so, and equals scanpy's
+    own selection with that span."""
+    worm = ad.read_h5ad(WORM)
+    with pytest.raises(ValueError):
+        sc.pp.highly_variable_genes(worm, flavor="seurat_v3", n_top_genes=1000, inplace=False)
+    with caplog.at_level("WARNING", logger="scembed"):
+        genes = select_genes(worm, 1000, "seurat_v3")
+    assert "loess span 0.5 instead of 0.3" in caplog.text
+    reference = sc.pp.highly_variable_genes(
+        worm, flavor="seurat_v3", n_top_genes=1000, inplace=False, span=0.5
+    )
+    np.testing.assert_array_equal(genes, np.flatnonzero(reference["highly_variable"]))
+
+
+def test_seurat_v3_failing_every_span_is_a_clear_error(raw, monkeypatch):
+    """When the loess fit fails with every span (here made to), the error names the fix;
+    each span was tried once."""
+    spans = []
+
+    def singular(*args, span, **kwargs):
+        spans.append(span)
+        raise ValueError("reciprocal condition number  5.5e-15")
+
+    monkeypatch.setattr(sc.pp, "highly_variable_genes", singular)
+    with pytest.raises(
+        DataError, match=r"every loess span \[0.3, 0.5, 1.0\].*gene_selection: variance"
+    ):
+        select_genes(raw.copy(), 20, "seurat_v3")
+    assert spans == [0.3, 0.5, 1.0]
 
 
 def test_n_top_genes_larger_than_dataset(raw):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import anndata as ad
 import numpy as np
 import scanpy as sc
@@ -10,6 +12,11 @@ import scipy.sparse as sp
 from scembed.checks import MIN_CELLS, DataError, split_sizes
 
 MOMENT_ROWS = 65536  # cells per block when summing gene moments of sparse counts
+SEURAT_V3_SPANS = (0.3, 0.5, 1.0)
+"""Loess spans tried in turn by the seurat_v3 selection: scanpy's default first, wider ones
+when its fit is singular (shallow data with many rarely detected genes)."""
+
+log = logging.getLogger("scembed.preprocess")
 
 
 def count_variance(X) -> np.ndarray:
@@ -45,13 +52,40 @@ def select_genes(adata: ad.AnnData, n_top_genes: int, method: str = "variance") 
         variance = count_variance(adata.X)
         top = np.argsort(-variance, kind="stable")[:n_top_genes]
     elif method == "seurat_v3":
-        hvg = sc.pp.highly_variable_genes(
-            adata, flavor="seurat_v3", n_top_genes=n_top_genes, inplace=False
-        )
-        top = np.flatnonzero(hvg["highly_variable"].to_numpy())
+        top = np.flatnonzero(seurat_v3_genes(adata, n_top_genes))
     else:
         raise DataError(f"unknown gene_selection {method!r}; use 'variance' or 'seurat_v3'.")
     return np.sort(top)
+
+
+def seurat_v3_genes(adata: ad.AnnData, n_top_genes: int) -> np.ndarray:
+    """scanpy's seurat_v3 selection (boolean mask of the genes kept).
+
+    Its loess fit of log variance on log mean fails as singular on some shallow data
+    (worm_neuron: 246 counts per cell, most genes seen in a handful of cells; a known
+    scanpy issue). The fit is then retried with a wider span (SEURAT_V3_SPANS), which the
+    log reports; if every span fails, a DataError names the fix."""
+    for span in SEURAT_V3_SPANS:
+        try:
+            hvg = sc.pp.highly_variable_genes(
+                adata, flavor="seurat_v3", n_top_genes=n_top_genes, inplace=False, span=span
+            )
+        except ValueError as error:  # the loess fit (skmisc) raises a bare ValueError
+            failure = error
+            log.warning("seurat_v3: the loess fit with span %s failed (%s)", span, error)
+            continue
+        if span != SEURAT_V3_SPANS[0]:
+            log.warning(
+                "seurat_v3: genes selected with the loess span %s instead of %s",
+                span,
+                SEURAT_V3_SPANS[0],
+            )
+        return hvg["highly_variable"].to_numpy()
+    raise DataError(
+        f"gene_selection seurat_v3 failed on these counts with every loess span "
+        f"{list(SEURAT_V3_SPANS)} ({failure}); set `preprocess: {{gene_selection: variance}}` "
+        "under this dataset."
+    )
 
 
 def split_cells(
