@@ -16,6 +16,8 @@ SEURAT_V3_SPANS = (0.3, 0.5, 1.0)
 """Loess spans tried in turn by the seurat_v3 selection: scanpy's default first, wider ones
 when its fit is singular (shallow data with many rarely detected genes)."""
 
+DROP_WARNING = 0.25  # the log warns when the cell filter drops more than this share
+
 log = logging.getLogger("scembed.preprocess")
 
 
@@ -134,6 +136,18 @@ def preprocess(
             f"{max(min_genes, 1)} expressed genes among the {len(genes)} kept genes, and "
             f"the workflow needs at least {MIN_CELLS}. Lower `min_genes` or raise "
             "`n_top_genes` under this dataset's `preprocess`, or use more cells."
+        )
+    if (~keep).sum() > DROP_WARNING * adata.n_obs:
+        log.warning(
+            "%d of %d cells (%.0f%%) have fewer than %d expressed genes among the %d kept "
+            "(%s selection) and are dropped; lower `min_genes` under this dataset's "
+            "`preprocess` to keep them",
+            (~keep).sum(),
+            adata.n_obs,
+            100 * (~keep).mean(),
+            max(min_genes, 1),
+            len(genes),
+            gene_selection,
         )
     adata = adata[keep].copy()
     adata.obs["n_genes_expressed"] = expressed[keep]
