@@ -137,14 +137,15 @@ def preprocess(
             f"the workflow needs at least {MIN_CELLS}. Lower `min_genes` or raise "
             "`n_top_genes` under this dataset's `preprocess`, or use more cells."
         )
-    if (~keep).sum() > DROP_WARNING * adata.n_obs:
+    dropped = int(adata.n_obs - keep.sum())
+    if dropped > DROP_WARNING * adata.n_obs:
         log.warning(
             "%d of %d cells (%.0f%%) have fewer than %d expressed genes among the %d kept "
             "(%s selection) and are dropped; lower `min_genes` under this dataset's "
             "`preprocess` to keep them",
-            (~keep).sum(),
+            dropped,
             adata.n_obs,
-            100 * (~keep).mean(),
+            100 * dropped / adata.n_obs,
             max(min_genes, 1),
             len(genes),
             gene_selection,
@@ -177,6 +178,6 @@ def preprocess(
         "validation_fraction": validation_fraction,
         "test_fraction": test_fraction,
         "split_seed": split_seed,
-        "cells_dropped": int((~keep).sum()),
+        "cells_dropped": dropped,
     }
     return adata
