@@ -300,8 +300,9 @@ def get_summary_steps():
 
 
 def report_incomplete_run(snakemake_log):
-    """`onerror`: write {results_dir}/summary/incomplete.md, missing.tsv and
-    metrics.partial.tsv (see scembed.incomplete) and log which runs are missing and why.
+    """`onerror` (a failure, or a run stopped with Ctrl-C): write
+    {results_dir}/summary/incomplete.md, missing.tsv, metrics.partial.tsv and
+    effects.partial.md (see scembed.incomplete) and log which runs are missing and why.
     Never raises: the failed jobs and Snakemake's own error stay what the run reports.
     """
     try:
@@ -314,7 +315,13 @@ def report_incomplete_run(snakemake_log):
             for seed in SEEDS
         }
         message = write_report(
-            f"{RESULTS}/summary", runs, get_summary_steps(), RUN_STARTED, snakemake_log
+            f"{RESULTS}/summary",
+            runs,
+            get_summary_steps(),
+            RUN_STARTED,
+            snakemake_log,
+            baseline=config["baseline"],
+            variants=get_dataset_variants(),
         )
         if message:
             logger.error(message)

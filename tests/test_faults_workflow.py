@@ -44,7 +44,9 @@ def test_keep_going_finishes_the_other_dataset_and_says_what_is_missing(tmp_path
     missing.tsv and metrics.partial.tsv say which runs are missing and why. Fixed, the
     same command completes the summary and removes them."""
     results, summary = tmp_path / "results", tmp_path / "results" / "summary"
-    failed = run(tmp_path, tiny_config(good=tiny(50), bad=tiny(100)), "--keep-going")
+    config = tiny_config(good=tiny(50), bad=tiny(100))
+    config["methods"]["pca3"] = {"kind": "pca", "n_components": 3}
+    failed = run(tmp_path, config, "--keep-going")
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0, output
     assert "At least one job did not complete successfully" in output  # Snakemake's error
@@ -54,19 +56,28 @@ def test_keep_going_finishes_the_other_dataset_and_says_what_is_missing(tmp_path
 
     missing = pd.read_csv(summary / "missing.tsv", sep="\t")
     assert missing[["dataset", "method", "seed", "rule", "status"]].values.tolist() == [
-        ["bad", "pca", 0, "preprocess", "failed"]
+        ["bad", "pca", 0, "preprocess", "failed"],
+        ["bad", "pca3", 0, "preprocess", "failed"],
     ]
     reason = "n_top_genes is 100 but the dataset has only 60 genes"
     assert reason in missing.loc[0, "reason"]
     assert missing.loc[0, "log"] == "results/logs/preprocess/bad.log"
     partial = pd.read_csv(summary / "metrics.partial.tsv", sep="\t")
-    assert partial[["dataset", "method", "seed"]].values.tolist() == [["good", "pca", 0]]
+    assert partial[["dataset", "method", "seed"]].values.tolist() == [
+        ["good", "pca", 0],
+        ["good", "pca3", 0],
+    ]
+    effects = (summary / "effects.partial.md").read_text()  # pca3 against pca (baseline auto)
+    assert "## good: difference from pca" in effects and "| pca3 |" in effects
+    diff = partial.set_index("method")["matched_ari"].diff().iloc[-1]  # the first column
+    assert f"| pca3 | {diff:+.3f} " in effects
     report = (summary / "incomplete.md").read_text()
-    assert "1 of 2 runs have no metrics.json" in report and reason in report
+    assert "2 of 4 runs have no metrics.json" in report and reason in report
     assert (
-        "Incomplete run: 1 of 2 runs have no metrics.json. bad/pca/seed0: preprocess failed "
-        "(results/logs/preprocess/bad.log): scembed.checks.DataError: " + reason
+        "Incomplete run: 2 of 4 runs have no metrics.json. bad/pca/seed0, bad/pca3/seed0: "
+        "preprocess failed (results/logs/preprocess/bad.log): scembed.checks.DataError: " + reason
     ) in output
+    assert "Their paired effects so far: results/summary/effects.partial.md." in output
     assert "What is missing and why: results/summary/incomplete.md" in output
 
     fixed = run(tmp_path, tiny_config(good=tiny(50), bad=tiny(60)), "--keep-going")
@@ -75,7 +86,7 @@ def test_keep_going_finishes_the_other_dataset_and_says_what_is_missing(tmp_path
     assert metrics[["dataset", "method"]].values.tolist() == [["bad", "pca"], ["good", "pca"]]
     assert list(metrics.columns) == list(partial.columns)  # the partial table's columns
     assert (summary / "summary.md").exists() and (summary / "bad" / "metrics.png").exists()
-    for name in ("incomplete.md", "missing.tsv", "metrics.partial.tsv"):
+    for name in ("incomplete.md", "missing.tsv", "metrics.partial.tsv", "effects.partial.md"):
         assert not (summary / name).exists(), name
     assert "The summary is complete: removed results/summary/incomplete.md" in fixed.stderr
 

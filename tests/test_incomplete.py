@@ -9,6 +9,7 @@ import time
 import pandas as pd
 
 from scembed.incomplete import (
+    EFFECTS_PARTIAL,
     MISSING,
     MISSING_COLUMNS,
     NOT_STARTED,
@@ -150,10 +151,62 @@ def test_report_names_the_failed_step_its_error_and_the_finished_runs(tmp_path):
     assert not (summary / REPORT).exists() and not (summary / MISSING).exists()
 
 
+def test_an_interrupted_ablation_keeps_its_paired_effects_so_far(tmp_path):
+    """effects.partial.md pairs each method with the config's baseline over the seeds
+    both finished (here one of two for `vae`), says so, and goes once all runs exist."""
+    root, summary = tmp_path, tmp_path / "summary"
+    keys = [(m, s) for m in ("pca", "vae", "scvi") for s in (0, 1)]
+    runs = {("d", m, s): run_steps(root, "d", m, s) for m, s in keys}
+    started = time.time() - 60
+    scores = {("pca", 0): 0.5, ("pca", 1): 0.6, ("vae", 0): 0.8}
+    for (method, seed), ari in scores.items():
+        touch(runs[("d", method, seed)][-1].output, json.dumps(metrics("d", method, seed, ari)))
+
+    message = write_report(summary, runs, [], started, baseline="vae")
+    text = (summary / EFFECTS_PARTIAL).read_text()
+    assert text.startswith("> From the 3 runs of 6 that finished (metrics.partial.tsv).")
+    assert "## d: difference from vae" in text
+    assert "| pca | -0.300 0/1 |" in text  # 0.5 - 0.8 on seed 0, the only seed both ran
+    assert "scvi" not in text  # no finished run: nothing to pair
+    assert f"Their paired effects so far: {summary / EFFECTS_PARTIAL}." in message
+    assert f"`{EFFECTS_PARTIAL}`" in (summary / REPORT).read_text()
+
+    # the default baseline (auto: pca) pairs both seeds of nothing but seed 0 of vae
+    write_report(summary, runs, [], started)
+    assert "| vae | +0.300 1/1 |" in (summary / EFFECTS_PARTIAL).read_text()
+
+    # the baseline has no finished run: no effects to show, and no stale file
+    message = write_report(summary, runs, [], started, baseline="scvi")
+    assert not (summary / EFFECTS_PARTIAL).exists()
+    assert EFFECTS_PARTIAL not in message and (summary / PARTIAL).exists()
+
+    write_report(summary, runs, [], started, baseline="vae")
+    for method, seed in keys:  # every run there: the report and its files go
+        touch(runs[("d", method, seed)][-1].output, json.dumps(metrics("d", method, seed, 0.1)))
+    assert write_report(summary, runs, [], started, baseline="vae") is None
+    assert not (summary / EFFECTS_PARTIAL).exists() and not (summary / PARTIAL).exists()
+
+
+def test_partial_effects_of_dataset_variants(tmp_path):
+    root, summary = tmp_path, tmp_path / "summary"
+    runs = {(d, "pca", s): run_steps(root, d, "pca", s) for d in ("d", "d2") for s in (0, 1)}
+    for dataset, seed, ari in (("d", 0, 0.5), ("d", 1, 0.4), ("d2", 0, 0.7)):
+        touch(
+            runs[(dataset, "pca", seed)][-1].output, json.dumps(metrics(dataset, "pca", seed, ari))
+        )
+    write_report(summary, runs, [], time.time(), variants={"d2": "d"})
+    text = (summary / EFFECTS_PARTIAL).read_text()
+    assert "## d2: difference from d (same method, same seed)" in text
+    assert "| pca | +0.200 1/1 |" in text
+    assert "difference from pca" not in text  # one method: no paired effects of methods
+
+
 def test_remove_report_removes_only_its_files(tmp_path):
-    for name in (REPORT, MISSING, PARTIAL, "metrics.tsv"):
+    for name in (REPORT, MISSING, PARTIAL, EFFECTS_PARTIAL, "metrics.tsv"):
         touch(tmp_path / name)
     removed = remove_report(tmp_path)
-    assert sorted(path.name for path in removed) == sorted([REPORT, MISSING, PARTIAL])
+    assert sorted(path.name for path in removed) == sorted(
+        [REPORT, MISSING, PARTIAL, EFFECTS_PARTIAL]
+    )
     assert [path.name for path in tmp_path.iterdir()] == ["metrics.tsv"]
     assert remove_report(tmp_path / "absent") == []

@@ -2,11 +2,14 @@
 
 The summary rules stay strict (``summary/metrics.tsv`` and what follows it are written
 only when every run exists), so a failed run writes no summary. The workflow's
-``onerror`` hook calls ``write_report``, which writes three files that no rule declares:
-``incomplete.md`` (for people), ``missing.tsv`` (one row per missing run: the step that
-failed or was not run, and the last error line of its log) and ``metrics.partial.tsv``
-(the finished runs, columns as in metrics.tsv). ``onsuccess`` calls ``remove_report``
-once the summary is complete, so they never outlive a complete summary.
+``onerror`` hook calls ``write_report`` (also when the run is stopped with Ctrl-C or
+SIGTERM), which writes files that no rule declares: ``incomplete.md`` (for people),
+``missing.tsv`` (one row per missing run: the step that failed or was not run, and the
+last error line of its log), ``metrics.partial.tsv`` (the finished runs, columns as in
+metrics.tsv) and ``effects.partial.md`` (each method's paired effect against the
+config's baseline over the seeds both finished, as in effects.md: an interrupted
+ablation keeps its answer so far). ``onsuccess`` calls ``remove_report`` once the
+summary is complete, so they never outlive a complete summary.
 
 Which step of a run failed is read from the files: the first missing output along the
 run's steps (import, preprocess, embedding, clustering) is the step that failed, when
@@ -23,13 +26,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from scembed.compare import compare_methods, compare_variants, effects_markdown, variants_markdown
 from scembed.runtime import atomic_path
 from scembed.summary import metrics_table, write_metrics_table
 
 REPORT = "incomplete.md"
 MISSING = "missing.tsv"
 PARTIAL = "metrics.partial.tsv"
-REPORT_FILES = (REPORT, MISSING, PARTIAL)
+EFFECTS_PARTIAL = "effects.partial.md"
+REPORT_FILES = (REPORT, MISSING, PARTIAL, EFFECTS_PARTIAL)
 MISSING_COLUMNS = ("dataset", "method", "seed", "rule", "status", "reason", "log")
 NOT_STARTED = (
     "the run stopped before this job started (without --keep-going, Snakemake stops at "
@@ -90,14 +95,18 @@ def write_report(
     summary_steps: list[Step],
     started: float,
     snakemake_log: str | list[str] | None = None,
+    baseline: str = "auto",
+    variants: dict[str, str] | None = None,
 ) -> str | None:
-    """Write ``incomplete.md``, ``missing.tsv`` and, when runs finished, ``metrics.partial.tsv``
+    """Write ``incomplete.md``, ``missing.tsv`` and, when runs finished,
+    ``metrics.partial.tsv`` and ``effects.partial.md`` (:func:`partial_effects_markdown`)
     into ``summary_dir``; return the message for the workflow's log. With nothing missing,
     remove an earlier report instead and return None.
 
     ``runs`` maps (dataset, method, seed) to the run's steps in order, the last one making
     its metrics.json; ``summary_steps`` are the jobs of the summary and the figures;
-    ``started`` is the run's start (seconds since the epoch)."""
+    ``started`` is the run's start (seconds since the epoch); ``baseline`` and
+    ``variants`` are the config's ``baseline`` and each variant's ``variant_of``."""
     summary_dir = Path(summary_dir)
     missing = missing_runs(runs, started)
     finished = [steps[-1].output for steps in runs.values() if Path(steps[-1].output).exists()]
@@ -111,20 +120,64 @@ def write_report(
         remove_report(summary_dir)
         return None
 
-    partial = summary_dir / PARTIAL
+    partial, effects = summary_dir / PARTIAL, summary_dir / EFFECTS_PARTIAL
+    text = None
     if finished and (len(missing) or not (summary_dir / "metrics.tsv").exists()):
-        write_metrics_table(metrics_table(finished), partial)
+        finished_metrics = metrics_table(finished)
+        write_metrics_table(finished_metrics, partial)
+        text = partial_effects_markdown(finished_metrics, len(runs), baseline, variants)
     else:
         partial.unlink(missing_ok=True)
+    if text is None:
+        effects.unlink(missing_ok=True)
+    else:
+        with atomic_path(effects) as tmp, open(tmp, "w") as handle:
+            handle.write(text)
     with atomic_path(summary_dir / MISSING) as tmp:
         missing.to_csv(tmp, sep="\t", index=False)
     present = [step.output for step in summary_steps if Path(step.output).exists()]
     text = report_markdown(
-        missing, len(runs), len(finished), partial.exists(), absent, present, snakemake_log
+        missing,
+        len(runs),
+        len(finished),
+        partial.exists(),
+        absent,
+        present,
+        snakemake_log,
+        effects.exists(),
     )
     with atomic_path(summary_dir / REPORT) as tmp, open(tmp, "w") as handle:
         handle.write(text)
     return log_message(missing, len(runs), len(finished), absent, summary_dir)
+
+
+def partial_effects_markdown(
+    metrics, n_runs: int, baseline: str = "auto", variants: dict[str, str] | None = None
+) -> str | None:
+    """effects.partial.md: effects.md's paired effects (and dataset variants) computed on
+    the ``metrics`` of the runs that finished, out of ``n_runs``, each paired over the
+    seeds both finished; None when nothing can be paired (the baseline has no finished
+    run, or no other method shares a seed with it, and no variant pairs)."""
+    try:
+        comparison = compare_methods(metrics, baseline)
+    except ValueError:  # the baseline named in the config has not finished a run yet
+        comparison = None
+    has_effects = comparison is not None and comparison["diff_mean"].notna().any()
+    varied = compare_variants(metrics, variants or {})
+    if not has_effects and varied.empty:
+        return None
+    lines = [
+        f"> From the {runs(len(metrics))} of {n_runs} that finished (metrics.partial.tsv). "
+        "Each difference is paired over the seeds that both finished (the number after "
+        "the slash), so it can change when the rest have run; effects.md replaces this "
+        "file once every run exists.",
+        "",
+    ]
+    if has_effects:
+        lines.append(effects_markdown(comparison))
+    if not varied.empty:
+        lines.append(variants_markdown(varied))
+    return "\n".join(lines)
 
 
 def remove_report(summary_dir: str | os.PathLike) -> list[Path]:
@@ -182,6 +235,8 @@ def log_message(missing, n_runs: int, n_finished: int, absent, summary_dir: Path
         parts.append(
             f"The metrics of the {runs(n_finished)} that finished: {summary_dir / PARTIAL}."
         )
+    if (summary_dir / EFFECTS_PARTIAL).exists():
+        parts.append(f"Their paired effects so far: {summary_dir / EFFECTS_PARTIAL}.")
     parts.append(
         f"What is missing and why: {summary_dir / REPORT} (table: {summary_dir / MISSING}). "
         "Fix the cause and run the same command again: finished runs are kept."
@@ -194,7 +249,9 @@ def cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def report_markdown(missing, n_runs, n_finished, partial, absent, present, snakemake_log) -> str:
+def report_markdown(
+    missing, n_runs, n_finished, partial, absent, present, snakemake_log, effects=False
+) -> str:
     """incomplete.md: what the failed run left missing, why, and what to do."""
     when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
     lines = [
@@ -220,6 +277,12 @@ def report_markdown(missing, n_runs, n_finished, partial, absent, present, snake
     if partial:
         lines += [
             f"The {runs(n_finished)} that finished: `{PARTIAL}` (same columns as metrics.tsv).",
+            "",
+        ]
+    if effects:
+        lines += [
+            f"Their paired effects against the baseline, over the seeds that finished: "
+            f"`{EFFECTS_PARTIAL}`.",
             "",
         ]
     if len(missing):
@@ -249,8 +312,8 @@ def report_markdown(missing, n_runs, n_finished, partial, absent, present, snake
         lines.append("")
     lines += [
         "Fix the cause named in each log, then run the same command again: the runs that "
-        f"finished are kept. The next complete run removes this file, `{MISSING}` and "
-        f"`{PARTIAL}`.",
+        f"finished are kept. The next complete run removes this file, `{MISSING}`, "
+        f"`{PARTIAL}` and `{EFFECTS_PARTIAL}`.",
     ]
     if snakemake_log:
         if not isinstance(snakemake_log, str):  # Snakemake 9 passes a list of log files
