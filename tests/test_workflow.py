@@ -624,12 +624,15 @@ def test_make_report_reports_the_last_run():
 def test_make_ablation_runs_the_ablation_config_and_reports_it():
     full = make_plan("ablation")
     assert "--keep-going --configfile config/ablation.yaml" in full
+    # hundreds of small training jobs: one thread each, one job per core
+    assert "--set-threads train_vae=1 train_scvi=1 --keep-going" in full
     assert 'report CONFIG="config/ablation.yaml"' in full
     screen = make_plan("ablation", "ABLATION_CONFIGS=config/ablation.yaml seeds.yaml")
     assert "--configfile config/ablation.yaml seeds.yaml" in screen
     for grid in ("finalists", "genes"):
         plan = make_plan(grid)
         assert f"--keep-going --configfile config/{grid}.yaml" in plan
+        assert "--set-threads train_vae=1 train_scvi=1" in plan
         assert f"report CONFIG=config/{grid}.yaml" in plan
 
 
@@ -704,7 +707,11 @@ def test_ablation_config_plans_the_whole_grid(tmp_path):
         if "path" in dataset:  # relative to the repository root, where make runs it
             dataset["path"] = str((REPO / dataset["path"]).resolve())
             assert Path(dataset["path"]).is_file(), dataset["path"]
-    plan = planned(run_config(tmp_path, ablation, "-n"))
+    threads = "--set-threads train_vae=1 train_scvi=1".split()  # the Makefile's GRID_THREADS
+    result = run_config(tmp_path, ablation, "-n", "--cores", "2", *threads)
+    assert "threads: 2" not in result.stdout  # one thread per job (the rules ask for 4)
+    assert "threads: 2" in run_config(tmp_path, ablation, "-n", "--cores", "2").stdout
+    plan = planned(result)
     n_datasets, n_seeds = len(ablation["datasets"]), len(ablation["seeds"])
     kinds = [spec["kind"] for spec in ablation["methods"].values()]
     assert plan["train_vae"] == kinds.count("vae") * n_datasets * n_seeds
