@@ -707,7 +707,7 @@ def test_ablation_config_plans_the_whole_grid(tmp_path):
         if "path" in dataset:  # relative to the repository root, where make runs it
             dataset["path"] = str((REPO / dataset["path"]).resolve())
             assert Path(dataset["path"]).is_file(), dataset["path"]
-    threads = "--set-threads train_vae=1 train_scvi=1".split()  # the Makefile's GRID_THREADS
+    threads = ["--set-threads", "train_vae=1", "train_scvi=1"]  # the Makefile's GRID_THREADS
     result = run_config(tmp_path, ablation, "-n", "--cores", "2", *threads)
     assert "threads: 2" not in result.stdout  # one thread per job (the rules ask for 4)
     assert "threads: 2" in run_config(tmp_path, ablation, "-n", "--cores", "2").stdout
