@@ -9,6 +9,9 @@ rule cluster:
         f"{RESULTS}/logs/cluster/{{dataset}}/{{method}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/cluster/{{dataset}}/{{method}}/seed{{seed}}.tsv"
+    # before the next embedding: runs finish one by one, so a grid stopped early keeps
+    # finished runs (effects.partial.md); without it the scheduler trains everything first
+    priority: 1
     conda:
         "../envs/scanpy.yaml"
     resources:

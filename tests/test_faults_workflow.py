@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 
@@ -126,3 +127,18 @@ def test_a_second_run_in_the_same_directory_is_refused(tmp_path):
     assert metrics["ari"].between(-1, 1).all()
     assert not (tmp_path / "results" / "summary" / "incomplete.md").exists()
     assert not (locks.exists() and any(locks.iterdir()))  # the first run released its lock
+
+
+def test_each_embedding_is_clustered_before_the_next_one_starts(tmp_path):
+    """The cluster rule's priority: with one core the jobs alternate embed, cluster,
+    embed, cluster, so a grid stopped at any point has finished runs to report (without
+    it the scheduler takes the embeddings first, their input being the larger)."""
+    config = tiny_config(only=tiny(50))
+    config["seeds"] = [0, 1, 2]
+    configfile = write_config(tmp_path / "run.yaml", config)
+    targets = [f"results/only/pca/seed{seed}/metrics.json" for seed in (0, 1, 2)]
+    result = snakemake(tmp_path, *targets, "--configfile", str(configfile), "--cores", "1")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    started = re.findall(r"^(?:local)?rule (embed_pca|cluster):", output, flags=re.M)
+    assert started == ["embed_pca", "cluster"] * 3, output[-3000:]

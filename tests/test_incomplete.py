@@ -210,3 +210,32 @@ def test_remove_report_removes_only_its_files(tmp_path):
     )
     assert [path.name for path in tmp_path.iterdir()] == ["metrics.tsv"]
     assert remove_report(tmp_path / "absent") == []
+
+
+def test_a_stopped_grid_is_summed_up_in_one_sentence_per_step(tmp_path):
+    """A grid stopped early (Ctrl-C, SIGTERM) leaves most runs not started: the log
+    message groups them by the step they stopped at, naming ten runs and counting the rest,
+    while each failure keeps its own log and error line."""
+    root, summary = tmp_path, tmp_path / "summary"
+    keys = [("d", f"m{m}", s) for m in range(8) for s in range(5)]  # 40 runs
+    runs = {key: run_steps(root, *key) for key in keys}
+    started = time.time() - 60
+    touch(root / "d/raw.h5ad")
+    touch(root / "d/pre.h5ad")
+    for method, seed in [("m0", 0), ("m0", 1)]:  # finished
+        touch(root / f"d/{method}/seed{seed}/embedding.h5ad")
+        touch(root / f"d/{method}/seed{seed}/metrics.json", json.dumps(metrics("d", method, 0, 0.5)))
+    for seed in (2, 3, 4):  # embedded, not clustered
+        touch(root / f"d/m0/seed{seed}/embedding.h5ad")
+    touch(root / "logs/embed/d/m1/seed0.log", TRACEBACK)  # failed during this run
+
+    message = write_report(summary, runs, [], started)
+
+    assert message.startswith("Incomplete run: 38 of 40 runs have no metrics.json.")
+    assert message.count("not run: the run stopped before this job started") == 2
+    assert "d/m0/seed2, d/m0/seed3, d/m0/seed4: cluster not run" in message
+    assert "and 24 more: embed_pca not run" in message  # 34 not embedded, 10 named
+    assert f"d/m1/seed0: embed_pca failed ({root}/logs/embed/d/m1/seed0.log)" in message
+    assert len(message) < 1500, message
+    missing = pd.read_csv(summary / MISSING, sep="\t")  # the table still lists every run
+    assert len(missing) == 38 and missing["log"].nunique() == 38

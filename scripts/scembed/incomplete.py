@@ -37,8 +37,8 @@ EFFECTS_PARTIAL = "effects.partial.md"
 REPORT_FILES = (REPORT, MISSING, PARTIAL, EFFECTS_PARTIAL)
 MISSING_COLUMNS = ("dataset", "method", "seed", "rule", "status", "reason", "log")
 NOT_STARTED = (
-    "the run stopped before this job started (without --keep-going, Snakemake stops at "
-    "the first failure)"
+    "the run stopped before this job started (a failure elsewhere without --keep-going, "
+    "Ctrl-C or a kill)"
 )
 WAITS_FOR_RUNS = "it needs every run's metrics.json"
 ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception|Exit|Interrupt)\b(: .*)?$")
@@ -192,10 +192,13 @@ def remove_report(summary_dir: str | os.PathLike) -> list[Path]:
 
 
 def causes(missing: pd.DataFrame) -> list[tuple[list[str], str, str, str, str]]:
-    """Missing runs grouped by cause: (run names, rule, status, reason, log), in order."""
+    """Missing runs grouped by cause: (run names, rule, status, reason, log), in order. A
+    failure's log is part of its cause; steps that were not run group by rule alone
+    (their logs are empty or old), so a stopped grid of 100 runs is a few sentences."""
     groups = {}
     for row in missing.itertuples(index=False):
-        key = (row.rule, row.status, row.reason, row.log)
+        log = row.log if row.status == "failed" else ""
+        key = (row.rule, row.status, row.reason, log)
         groups.setdefault(key, []).append(f"{row.dataset}/{row.method}/seed{row.seed}")
     return [(names, *key) for key, names in groups.items()]
 
