@@ -222,9 +222,9 @@ def test_a_stopped_grid_is_summed_up_in_one_sentence_per_step(tmp_path):
     started = time.time() - 60
     touch(root / "d/raw.h5ad")
     touch(root / "d/pre.h5ad")
-    for method, seed in [("m0", 0), ("m0", 1)]:  # finished
-        touch(root / f"d/{method}/seed{seed}/embedding.h5ad")
-        touch(root / f"d/{method}/seed{seed}/metrics.json", json.dumps(metrics("d", method, 0, 0.5)))
+    for seed in (0, 1):  # finished
+        touch(root / f"d/m0/seed{seed}/embedding.h5ad")
+        touch(root / f"d/m0/seed{seed}/metrics.json", json.dumps(metrics("d", "m0", seed, 0.5)))
     for seed in (2, 3, 4):  # embedded, not clustered
         touch(root / f"d/m0/seed{seed}/embedding.h5ad")
     touch(root / "logs/embed/d/m1/seed0.log", TRACEBACK)  # failed during this run
