@@ -8,7 +8,9 @@ CORES ?= all
 LAST_CONFIG := $(shell cat results/.last-config 2>/dev/null)
 CONFIG ?= $(or $(LAST_CONFIG),config/config.yaml)
 RESULTS_DIR = $(shell $(BIN)/python -c "import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get('results_dir', 'results'))" $(CONFIG))
-SNAKEMAKE := $(BIN)/snakemake
+# DATASETS=kang_pbmc,worm_neuron runs only those datasets of the config (only_datasets)
+DATASETS ?=
+SNAKEMAKE := $(BIN)/snakemake$(if $(DATASETS), --config only_datasets=$(DATASETS))
 
 .PHONY: venv run demo ablation finalists genes test lint format bench bench-scale report dry-run test-slurm clean
 
@@ -33,7 +35,10 @@ demo: $(BIN)/snakemake ## the same on pbmc68k, offline -> results/demo/
 
 # The grids (ablation, finalists, genes) are hundreds of small training jobs: one thread
 # each runs a job per core, 2.8x the throughput of two threads per job on 2 cores (README).
-GRID_THREADS ?= --set-threads train_vae=1 train_scvi=1
+# Without a CUDA device the training jobs hold no `gpu` (profiles/local's gpu=1 would run
+# them one at a time, leaving the other cores idle); with one, they take turns on it.
+NO_CUDA = $(shell $(BIN)/python -c "import torch; print('' if torch.cuda.is_available() else 'yes')" 2>/dev/null)
+GRID_THREADS ?= --set-threads train_vae=1 train_scvi=1 $(if $(NO_CUDA),--set-resources train_vae:gpu=0 train_scvi:gpu=0)
 
 # The ablation takes hours on 2 cores; screen first with fewer seeds, e.g.
 #   make ablation ABLATION_CONFIGS="config/ablation.yaml my-seeds.yaml"  (seeds: [0, 1])

@@ -31,7 +31,12 @@ def use_only_the_given_configfiles():
 
 use_only_the_given_configfiles()
 sys.path.insert(0, f"{workflow.basedir}/scripts")
-from scembed.checks import repeated_seeds, known_cell_count, too_few_cells  # noqa: E402
+from scembed.checks import (  # noqa: E402
+    known_cell_count,
+    repeated_seeds,
+    selected_datasets,
+    too_few_cells,
+)
 
 if repeated_seeds(config.get("seeds")):  # clearer than the schema's uniqueItems dump
     raise WorkflowError(repeated_seeds(config["seeds"]))
@@ -42,7 +47,10 @@ from scembed.versions import version_mismatches  # noqa: E402
 for message in version_mismatches():
     logger.warning(f"Warning: {message}")
 
-DATASETS = list(config["datasets"])
+try:  # `only_datasets` narrows the run to some datasets (all when empty)
+    DATASETS = selected_datasets(config["datasets"], config["only_datasets"])
+except ValueError as err:
+    raise WorkflowError(str(err)) from None
 METHODS = list(config["methods"])
 SEEDS = list(config["seeds"])
 RESULTS = os.path.normpath(config["results_dir"])  # the folder of every output
@@ -151,9 +159,9 @@ def get_source_params(wildcards):
 def get_dataset_variants():
     """Each dataset variant's name -> the dataset it varies (`variant_of`)."""
     return {
-        name: spec["variant_of"]
-        for name, spec in config["datasets"].items()
-        if "variant_of" in spec
+        name: config["datasets"][name]["variant_of"]
+        for name in DATASETS
+        if "variant_of" in config["datasets"][name]
     }
 
 

@@ -23,6 +23,7 @@ from scembed.checks import (
     DataError,
     known_cell_count,
     repeated_seeds,
+    selected_datasets,
     split_sizes,
     too_few_cells,
 )
@@ -225,6 +226,23 @@ def test_repeated_seeds_are_named():
     )
 
 
+def test_only_datasets_selects_in_the_config_order_and_names_what_is_wrong():
+    datasets = {"a": {}, "b": {}, "b_hvg": {"variant_of": "b"}, "c": {}}
+    assert selected_datasets(datasets, []) == ["a", "b", "b_hvg", "c"]
+    assert selected_datasets(datasets, "") == ["a", "b", "b_hvg", "c"]
+    assert selected_datasets(datasets, ["c", "a"]) == ["a", "c"]
+    assert selected_datasets(datasets, "c, b") == ["b", "c"]  # as --config gives it
+    assert selected_datasets(datasets, "b_hvg,b") == ["b", "b_hvg"]
+    with pytest.raises(ValueError) as unknown:
+        selected_datasets(datasets, "a,kang")
+    assert str(unknown.value) == (
+        "only_datasets names 'kang', not a dataset of the config. Choose from a, b, b_hvg, "
+        "c (or leave only_datasets empty to run every dataset)."
+    )
+    with pytest.raises(ValueError, match="variant 'b_hvg' without 'b'.*Add b to only_"):
+        selected_datasets(datasets, ["b_hvg"])
+
+
 # --------------------------------------------------------------------------- damaged files
 
 
@@ -409,6 +427,10 @@ CONFIG_TIME = {
     "repeated seed": (
         synthetic_config(seeds=[0, 1, 0]),
         "seeds [0, 1, 0] lists 0 more than once",
+    ),
+    "only_datasets with a typo": (
+        synthetic_config(only_datasets=["synthetc"]),
+        "only_datasets names 'synthetc', not a dataset of the config. Choose from synthetic",
     ),
 }
 

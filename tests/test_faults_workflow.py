@@ -13,6 +13,12 @@ from conftest import REPO, SNAKEMAKE, snakemake, write_config
 pytestmark = pytest.mark.workflow
 
 
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def tiny(n_top_genes: int) -> dict:
     """A synthetic dataset small enough that each job takes seconds."""
     return {
@@ -142,3 +148,39 @@ def test_each_embedding_is_clustered_before_the_next_one_starts(tmp_path):
     assert result.returncode == 0, output[-3000:]
     started = re.findall(r"^(?:local)?rule (embed_pca|cluster):", output, flags=re.M)
     assert started == ["embed_pca", "cluster"] * 3, output[-3000:]
+
+
+def grid_flags() -> list[str]:
+    """The options the Makefile's grid targets add (GRID_THREADS), as `make -n` prints them."""
+    plan = subprocess.run(
+        ["make", "-n", "ablation"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    return re.search(r"--cores \S+ (.*) --keep-going", plan).group(1).split()
+
+
+@pytest.mark.skipif(torch_cuda(), reason="with a CUDA device training jobs take turns on it")
+def test_the_grid_targets_run_a_training_job_per_core_without_a_gpu(tmp_path):
+    """profiles/local holds `gpu=1`, one training job at a time. Without a CUDA device the
+    grid targets free the training jobs of it: two one-thread jobs start together on two
+    cores (without the flags, the second starts when the first has finished)."""
+    config = tiny_config(only=tiny(50))
+    config["methods"] = {"vae": {"kind": "vae", "max_epochs": 2, "device": "cpu"}}
+    config["seeds"] = [0, 1]
+    configfile = write_config(tmp_path / "run.yaml", config)
+    targets = [f"results/only/vae/seed{seed}/embedding.h5ad" for seed in (0, 1)]
+    profile = ["--profile", str(REPO / "profiles" / "local"), "--cores", "2"]
+
+    def training_events(*flags):
+        result = snakemake(tmp_path, *targets, *profile, *flags, "--configfile", str(configfile))
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-3000:]
+        pattern = r"^(?:local)?rule (train_vae):|^Finished jobid: \d+ \(Rule: (train_vae)\)"
+        events = re.finditer(pattern, output, flags=re.M)
+        return ["start" if event.group(1) else "end" for event in events]
+
+    flags = grid_flags()
+    assert "--set-resources" in flags
+    assert training_events(*flags) == ["start", "start", "end", "end"]
+    for target in targets:
+        (tmp_path / target).unlink()
+    assert training_events() == ["start", "end", "start", "end"]

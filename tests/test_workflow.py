@@ -579,6 +579,28 @@ def test_a_changed_key_reruns_exactly_what_depends_on_it(synthetic_run):
     assert planned(run_config(workdir, config, "-n")) == {}  # and back: nothing to do
 
 
+def test_only_datasets_runs_some_datasets_and_shares_their_finished_runs(synthetic_run):
+    """`only_datasets` (`make ... DATASETS=`): a second dataset in the config plans its
+    own jobs only, and the finished dataset's runs are reused, not rerun."""
+    workdir, config = synthetic_run
+    two = copy.deepcopy(config)
+    two["datasets"]["other"] = {**config["datasets"]["synthetic"], "seed": 1}
+    runs = len(METHODS) * len(SEEDS)
+    other = {"import_dataset": 1, "preprocess": 1, "embed_pca": len(SEEDS)}
+    other |= {"train_vae": len(SEEDS), "train_scvi": len(SEEDS), "cluster": runs}
+    everything = {**other, **SUMMARIES, "plot_dataset": 2, "all": 1}
+    assert planned(run_config(workdir, two, "-n")) == everything
+    only_other = planned(run_config(workdir, two, "-n", "--config", "only_datasets=other"))
+    assert only_other == {**other, **SUMMARIES, "all": 1}
+    # the finished dataset alone: its runs and figures are reused; the summary files that
+    # record the config (provenance) are written again
+    only_synthetic = planned(
+        run_config(workdir, two, "-n", "--config", "only_datasets=[synthetic]")
+    )
+    assert set(only_synthetic) <= {"provenance", "all"}, only_synthetic
+    assert planned(run_config(workdir, config, "-n")) == {}
+
+
 def test_pca_only_in_its_own_results_dir(tmp_path):
     """One method (no paired comparison), two seeds, its own results_dir; every output
     gets the permissions the umask gives any file."""
@@ -624,8 +646,9 @@ def test_make_report_reports_the_last_run():
 def test_make_ablation_runs_the_ablation_config_and_reports_it():
     full = make_plan("ablation")
     assert "--keep-going --configfile config/ablation.yaml" in full
-    # hundreds of small training jobs: one thread each, one job per core
-    assert "--set-threads train_vae=1 train_scvi=1 --keep-going" in full
+    # hundreds of small training jobs: one thread each, one job per core (without CUDA
+    # they hold no gpu: tests/test_faults_workflow.py runs two at once with these flags)
+    assert "--set-threads train_vae=1 train_scvi=1 --set-resources" in full
     assert 'report CONFIG="config/ablation.yaml"' in full
     screen = make_plan("ablation", "ABLATION_CONFIGS=config/ablation.yaml seeds.yaml")
     assert "--configfile config/ablation.yaml seeds.yaml" in screen
@@ -634,6 +657,11 @@ def test_make_ablation_runs_the_ablation_config_and_reports_it():
         assert f"--keep-going --configfile config/{grid}.yaml" in plan
         assert "--set-threads train_vae=1 train_scvi=1" in plan
         assert f"report CONFIG=config/{grid}.yaml" in plan
+    # DATASETS: some datasets of the config, in the run and in its report
+    kang = make_plan("ablation", "DATASETS=kang_pbmc,worm_neuron")
+    only = "--config only_datasets=kang_pbmc,worm_neuron"
+    assert f"{only} --profile profiles/local" in kang
+    assert f"{only} --report results/ablation/report.html" in kang
 
 
 # --------------------------------------------------------------------------- the ablation

@@ -204,3 +204,31 @@ def repeated_seeds(seeds) -> str | None:
         "run, and a seed twice would be the same run twice. List each seed once, e.g. "
         f"`seeds: [{', '.join(dict.fromkeys(written))}]`."
     )
+
+
+def selected_datasets(datasets: dict, only) -> list[str]:
+    """The datasets to run, in the config's order: all of them when ``only`` (the config's
+    ``only_datasets``: a list of names, or names separated by commas) is empty.
+
+    Raises ValueError naming an unknown name, or a selected variant whose ``variant_of``
+    dataset is left out (its comparison needs that dataset's runs).
+    """
+    names = only.split(",") if isinstance(only, str) else list(only)
+    names = [name.strip() for name in names if name.strip()]
+    if not names:
+        return list(datasets)
+    unknown = [name for name in names if name not in datasets]
+    if unknown:
+        raise ValueError(
+            f"only_datasets names {', '.join(map(repr, unknown))}, not a dataset of the "
+            f"config. Choose from {', '.join(datasets)} (or leave only_datasets empty to "
+            "run every dataset)."
+        )
+    for name in names:
+        parent = datasets[name].get("variant_of")
+        if parent is not None and parent not in names:
+            raise ValueError(
+                f"only_datasets has the variant {name!r} without {parent!r}, the dataset "
+                f"it is compared with (variant_of). Add {parent} to only_datasets."
+            )
+    return [name for name in datasets if name in names]
