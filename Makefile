@@ -4,10 +4,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
-# `make report` reports the last `make run`/`make demo` (recorded in results/.last-config)
+# `make report` reports the last run (its config files in results/.last-config, its
+# DATASETS in results/.last-datasets), unless CONFIG or DATASETS is given
 LAST_CONFIG := $(shell cat results/.last-config 2>/dev/null)
+LAST_DATASETS := $(shell cat results/.last-datasets 2>/dev/null)
 CONFIG ?= $(or $(LAST_CONFIG),config/config.yaml)
-RESULTS_DIR = $(shell $(BIN)/python -c "import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get('results_dir', 'results'))" $(CONFIG))
+REPORT_DATASETS = $(or $(DATASETS),$(if $(filter file,$(origin CONFIG)),$(LAST_DATASETS)))
+remember = mkdir -p results && echo "$(1)" > results/.last-config && echo "$(DATASETS)" > results/.last-datasets
+# the last of the config files that sets results_dir wins, as in Snakemake
+RESULTS_DIR = $(shell $(BIN)/python -c "import sys, yaml; dirs = [(yaml.safe_load(open(f)) or {}).get('results_dir') for f in sys.argv[1:]]; print(next((d for d in reversed(dirs) if d), 'results'))" $(CONFIG))
 # DATASETS=kang_pbmc,worm_neuron runs only those datasets of the config (only_datasets)
 DATASETS ?=
 SNAKEMAKE := $(BIN)/snakemake$(if $(DATASETS), --config only_datasets=$(DATASETS))
@@ -24,12 +29,12 @@ $(BIN)/snakemake: requirements.txt
 venv: $(BIN)/snakemake
 
 run: $(BIN)/snakemake ## the book's analysis on Zeisel 2015 (downloads the data) -> results/
-	mkdir -p results && echo config/config.yaml > results/.last-config
+	$(call remember,config/config.yaml)
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --configfile config/config.yaml
 	$(MAKE) report CONFIG=config/config.yaml
 
 demo: $(BIN)/snakemake ## the same on pbmc68k, offline -> results/demo/
-	mkdir -p results && echo config/demo.yaml > results/.last-config
+	$(call remember,config/demo.yaml)
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) --configfile config/demo.yaml
 	$(MAKE) report CONFIG=config/demo.yaml
 
@@ -44,22 +49,22 @@ GRID_THREADS ?= --set-threads train_vae=1 train_scvi=1 $(if $(NO_CUDA),--set-res
 #   make ablation ABLATION_CONFIGS="config/ablation.yaml my-seeds.yaml"  (seeds: [0, 1])
 ABLATION_CONFIGS ?= config/ablation.yaml
 ablation: $(BIN)/snakemake ## each change to the book's VAE alone and combined, 5 datasets -> results/ablation/
-	mkdir -p results && echo config/ablation.yaml > results/.last-config
+	$(call remember,$(ABLATION_CONFIGS))
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) $(GRID_THREADS) --keep-going --configfile $(ABLATION_CONFIGS)
 	$(MAKE) report CONFIG="$(ABLATION_CONFIGS)"
 
 finalists: $(BIN)/snakemake ## the ablation's four finalists (pca, vae, vae_improved, scvi), 5 datasets x 5 seeds -> results/finalists/
-	mkdir -p results && echo config/finalists.yaml > results/.last-config
+	$(call remember,config/finalists.yaml)
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) $(GRID_THREADS) --keep-going --configfile config/finalists.yaml
 	$(MAKE) report CONFIG=config/finalists.yaml
 
 genes: $(BIN)/snakemake ## gene selection (seurat_v3, 2000 genes) as variants of the real datasets, 5 seeds -> results/genes/
-	mkdir -p results && echo config/genes.yaml > results/.last-config
+	$(call remember,config/genes.yaml)
 	$(SNAKEMAKE) --profile profiles/local --cores $(CORES) $(GRID_THREADS) --keep-going --configfile config/genes.yaml
 	$(MAKE) report CONFIG=config/genes.yaml
 
 report: $(BIN)/snakemake ## HTML report of the last run (or: make report CONFIG=my.yaml)
-	$(SNAKEMAKE) --report $(RESULTS_DIR)/report.html --configfile $(CONFIG)
+	$(BIN)/snakemake$(if $(REPORT_DATASETS), --config only_datasets=$(REPORT_DATASETS)) --report $(RESULTS_DIR)/report.html --configfile $(CONFIG)
 
 # pytest-xdist: one worker per core; each test file stays on one worker (its fixtures run once)
 TEST_WORKERS ?= 2

@@ -635,12 +635,28 @@ def make_plan(target: str, *args: str) -> str:
     return result.stdout
 
 
-def test_make_report_reports_the_last_run():
-    """`make report` after `make demo` reports the demo (results/demo), not the book."""
-    demo = make_plan("report", "LAST_CONFIG=config/demo.yaml")
-    assert "--report results/demo/report.html --configfile config/demo.yaml" in demo
-    book = make_plan("report", "CONFIG=config/config.yaml")
-    assert "--report results/report.html --configfile config/config.yaml" in book
+def test_make_report_reports_the_last_run(tmp_path):
+    """`make report` after `make demo` reports the demo (results/demo), not the book;
+    after `make ablation DATASETS=kang_pbmc` the ablation of kang_pbmc (the only
+    datasets with results); a CONFIG or DATASETS given to it wins."""
+    demo = make_plan("report", "LAST_CONFIG=config/demo.yaml", "LAST_DATASETS=")
+    assert "snakemake --report results/demo/report.html --configfile config/demo.yaml" in demo
+    book = make_plan("report", "CONFIG=config/config.yaml", "LAST_DATASETS=kang_pbmc")
+    assert "snakemake --report results/report.html --configfile config/config.yaml" in book
+    last = ("LAST_CONFIG=config/ablation.yaml", "LAST_DATASETS=kang_pbmc")
+    kang = "--config only_datasets=kang_pbmc --report results/ablation/report.html"
+    assert kang in make_plan("report", *last)
+    assert "only_datasets=pbmc68k --report" in make_plan("report", *last, "DATASETS=pbmc68k")
+    # a screen's second config file sets results_dir: the report goes there
+    screen = write_config(tmp_path / "screen.yaml", {"seeds": [0], "results_dir": "out/s"})
+    configs = f"config/ablation.yaml {screen}"
+    plan = make_plan("report", f"CONFIG={configs}")
+    assert f"--report out/s/report.html --configfile {configs}" in plan
+    # each run records what `make report` reports next
+    recorded = make_plan("ablation", f"ABLATION_CONFIGS={configs}", "DATASETS=kang_pbmc")
+    assert f'echo "{configs}" > results/.last-config' in recorded
+    assert 'echo "kang_pbmc" > results/.last-datasets' in recorded
+    assert 'echo "" > results/.last-datasets' in make_plan("demo")
 
 
 def test_make_ablation_runs_the_ablation_config_and_reports_it():
