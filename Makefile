@@ -13,9 +13,13 @@ REPORT_DATASETS = $(or $(DATASETS),$(if $(filter file,$(origin CONFIG)),$(LAST_D
 remember = mkdir -p results && echo "$(1)" > results/.last-config && echo "$(DATASETS)" > results/.last-datasets
 # the last of the config files that sets results_dir wins, as in Snakemake
 RESULTS_DIR = $(shell $(BIN)/python -c "import sys, yaml; dirs = [(yaml.safe_load(open(f)) or {}).get('results_dir') for f in sys.argv[1:]]; print(next((d for d in reversed(dirs) if d), 'results'))" $(CONFIG))
-# DATASETS=kang_pbmc,worm_neuron runs only those datasets of the config (only_datasets)
+# DATASETS=kang_pbmc,worm_neuron (or "kang_pbmc worm_neuron") runs only those datasets
+# of the config (its only_datasets)
 DATASETS ?=
-SNAKEMAKE := $(BIN)/snakemake$(if $(DATASETS), --config only_datasets=$(DATASETS))
+empty :=
+comma := ,
+only_datasets = $(if $(strip $(1)), --config only_datasets=$(subst $(empty) $(empty),$(comma),$(strip $(1))))
+SNAKEMAKE := $(BIN)/snakemake$(call only_datasets,$(DATASETS))
 
 .PHONY: venv run demo ablation finalists genes test lint format bench bench-scale report dry-run test-slurm clean
 
@@ -64,7 +68,7 @@ genes: $(BIN)/snakemake ## gene selection (seurat_v3, 2000 genes) as variants of
 	$(MAKE) report CONFIG=config/genes.yaml
 
 report: $(BIN)/snakemake ## HTML report of the last run (or: make report CONFIG=my.yaml)
-	$(BIN)/snakemake$(if $(REPORT_DATASETS), --config only_datasets=$(REPORT_DATASETS)) --report $(RESULTS_DIR)/report.html --configfile $(CONFIG)
+	$(BIN)/snakemake$(call only_datasets,$(REPORT_DATASETS)) --report $(RESULTS_DIR)/report.html --configfile $(CONFIG)
 
 # pytest-xdist: one worker per core; each test file stays on one worker (its fixtures run once)
 TEST_WORKERS ?= 2

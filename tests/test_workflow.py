@@ -678,6 +678,7 @@ def test_make_ablation_runs_the_ablation_config_and_reports_it():
     only = "--config only_datasets=kang_pbmc,worm_neuron"
     assert f"{only} --profile profiles/local" in kang
     assert f"{only} --report results/ablation/report.html" in kang
+    assert f"{only} --profile" in make_plan("ablation", "DATASETS=kang_pbmc  worm_neuron")
 
 
 # --------------------------------------------------------------------------- the ablation
