@@ -61,6 +61,17 @@ def synthetic_config(**overrides) -> dict:
     return config
 
 
+def h5ad_config(path: str, methods: dict, n_top_genes: int = 80, **overrides) -> dict:
+    """A config of one small dataset `mine` read from the h5ad file at ``path``, one seed."""
+    dataset = {
+        "source": "h5ad",
+        "path": path,
+        "preprocess": {"n_top_genes": n_top_genes, "min_genes": 5},
+        "cluster": {"n_neighbors": 10},
+    }
+    return {"datasets": {"mine": dataset}, "methods": methods, "seeds": [0], **overrides}
+
+
 # --------------------------------------------------------------------------- shared data
 
 N_CELLS, N_GENES = 12, 30

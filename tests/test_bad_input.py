@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import labelled_h5ad, schema_defaults, short_params, synthetic_config
+from conftest import h5ad_config, labelled_h5ad, schema_defaults, short_params, synthetic_config
 from test_sources import write_10x
 
 from scembed.checks import (
@@ -462,19 +462,8 @@ def test_paths_with_spaces_and_accents_duplicated_genes_and_empty_cells(run_work
     folder = tmp_path / "my data ü"
     folder.mkdir()
     adata.write_h5ad(folder / "cells é.h5ad")
-    config = {
-        "datasets": {
-            "mine": {
-                "source": "h5ad",
-                "path": "my data ü/cells é.h5ad",
-                "preprocess": {"n_top_genes": 80, "min_genes": 5},
-                "cluster": {"n_neighbors": 10},
-            }
-        },
-        "methods": {"pca": {"kind": "pca", "n_components": 5}},
-        "seeds": [0],
-        "results_dir": "out dir/résultats",
-    }
+    pca = {"pca": {"kind": "pca", "n_components": 5}}
+    config = h5ad_config("my data ü/cells é.h5ad", pca, results_dir="out dir/résultats")
     target = "out dir/résultats/summary/metrics.tsv"
     result = run_workflow(config, "--cores", "2", target, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

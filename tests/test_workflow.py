@@ -22,6 +22,7 @@ from conftest import (
     DEFAULT_PLAN,
     REPO,
     closed_port_url,
+    h5ad_config,
     labelled_h5ad,
     serve,
     snakemake,
@@ -441,18 +442,8 @@ def partly_labelled_h5ad(path: Path, n_cells: int = 300, n_missing: int = 30) ->
 def test_partly_labelled_data_without_pca_one_seed(tmp_path):
     """VAEs only (no `pca`), one seed, 30 of 300 cells without a label."""
     partly_labelled_h5ad(tmp_path / "cells.h5ad")
-    config = {
-        "datasets": {
-            "mine": {
-                "source": "h5ad",
-                "path": "cells.h5ad",
-                "preprocess": {"n_top_genes": 80, "min_genes": 5},
-                "cluster": {"n_neighbors": 10},
-            }
-        },
-        "methods": {"vae": SHORT_VAE, "vae_nb": {**SHORT_VAE, "likelihood": "nb"}},
-        "seeds": [0],
-    }
+    methods = {"vae": SHORT_VAE, "vae_nb": {**SHORT_VAE, "likelihood": "nb"}}
+    config = h5ad_config("cells.h5ad", methods)
     summary = run_with_report(tmp_path, config)
     metrics = pd.read_csv(summary / "metrics.tsv", sep="\t")
     pre = ad.read_h5ad(tmp_path / "results/mine/preprocessed.h5ad")
@@ -577,6 +568,42 @@ def test_a_changed_key_reruns_exactly_what_depends_on_it(synthetic_run):
     source = plan_with(source_key)
     assert source == {"import_dataset": 1, **everything_after_import, **SUMMARIES, "all": 1}
     assert planned(run_config(workdir, config, "-n")) == {}  # and back: nothing to do
+
+
+def test_a_source_copied_again_with_the_same_bytes_reruns_nothing(tmp_path):
+    """A data file copied again (or re-mounted) gets a new mtime. profiles/local compares
+    the checksums of inputs up to 256 MB, so the same bytes rerun nothing, where Snakemake's
+    own limit (1 MB) reruns the whole dataset; changed bytes still rerun it."""
+    from scembed.synthetic import simulate_counts
+
+    adata = simulate_counts(600, 600, 3, seed=3)
+    adata.X = adata.X.toarray().astype(np.float32)  # dense: above Snakemake's 1 MB
+    source = tmp_path / "cells.h5ad"
+    adata.write_h5ad(source)
+    assert source.stat().st_size > 1_000_000
+    config = h5ad_config("cells.h5ad", {"pca": {"kind": "pca", "n_components": 10}}, 100)
+    profile = ("--profile", str(REPO / "profiles" / "local"))
+    result = run_config(tmp_path, config, *profile, "--cores", "2")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    def copy_again(path: Path) -> None:
+        shutil.copyfile(path, tmp_path / "copy.h5ad")
+        os.replace(tmp_path / "copy.h5ad", path)
+        later = (tmp_path / "results/mine/pca/seed0/metrics.json").stat().st_mtime + 60
+        os.utime(path, (later, later))
+
+    copy_again(source)
+    assert planned(run_config(tmp_path, config, *profile, "-n")) == {}
+    assert "import_dataset" in planned(run_config(tmp_path, config, "-n"))  # without it
+    adata.X[0, 0] += 1
+    adata.write_h5ad(source)
+    copy_again(source)
+    everything = {"import_dataset": 1, "preprocess": 1, "embed_pca": 1, "cluster": 1}
+    assert planned(run_config(tmp_path, config, *profile, "-n")) == {
+        **everything,
+        **SUMMARIES,
+        "all": 1,
+    }
 
 
 def test_only_datasets_runs_some_datasets_and_shares_their_finished_runs(synthetic_run):
