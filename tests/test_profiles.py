@@ -10,7 +10,7 @@ import dry_run
 import pytest
 import yaml
 from conftest import DEFAULT_PLAN, REPO
-from snakemake.cli import parse_set_resources
+from snakemake.cli import parse_set_resources, parse_size_in_bytes
 from snakemake.resources import Resources
 from snakemake_executor_plugin_slurm.validation import (
     get_forbidden_slurm_options,
@@ -118,6 +118,14 @@ def test_slurm_profile_basics(slurm_profile):
     assert int(slurm_profile["jobs"]) >= 1
     assert int(slurm_profile["latency-wait"]) >= 5  # shared file systems lag
     assert int(slurm_profile["retries"]) >= 1
+
+
+def test_both_profiles_keep_a_copied_again_input_from_rerunning(slurm_profile):
+    """The Slurm profile sets the checksum limit that the workflow test of profiles/local
+    exercises (`test_a_source_copied_again_with_the_same_bytes_reruns_nothing`)."""
+    limit = load_profile("local")["max-checksum-file-size"]
+    assert slurm_profile["max-checksum-file-size"] == limit
+    assert parse_size_in_bytes(limit) > 1_000_000  # above Snakemake's own 1 MB
 
 
 def test_slurm_profile_leaves_managed_options_to_the_plugin(slurm_profile):
