@@ -16,6 +16,7 @@ include: "rules/data.smk"
 include: "rules/embed.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/incomplete.smk"
 
 
 rule all:

@@ -5,6 +5,8 @@ import sys
 from types import SimpleNamespace
 import time
 
+import yaml
+
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
@@ -29,9 +31,20 @@ def use_only_the_given_configfiles():
         )
 
 
-use_only_the_given_configfiles()
-sys.path.insert(0, f"{workflow.basedir}/scripts")
-from scembed.checks import (  # noqa: E402
+# The workflow's own folder (not the host's when it is used as a Snakemake module): its
+# library, schema and git commit are found from here.
+WORKFLOW_DIR = os.path.dirname(os.path.abspath(str(workflow.current_basedir)))
+if not os.path.isdir(os.path.join(WORKFLOW_DIR, "scripts", "scembed")):
+    raise WorkflowError(
+        f"the scembed workflow must be on a local path to run (its library is not found "
+        f"under {WORKFLOW_DIR}); clone it (git clone, or snakedeploy deploy-workflow "
+        "followed by a clone) and give `module ...: snakefile:` the local Snakefile."
+    )
+if not workflow.modifier.is_module:  # a host workflow passes its own config
+    use_only_the_given_configfiles()
+sys.path.insert(0, os.path.join(WORKFLOW_DIR, "scripts"))
+from scembed.canonical import canonical, schema_number_keys  # noqa: E402
+from scembed.config_checks import (  # noqa: E402
     known_cell_count,
     repeated_seeds,
     selected_datasets,
@@ -41,6 +54,10 @@ from scembed.checks import (  # noqa: E402
 if repeated_seeds(config.get("seeds")):  # clearer than the schema's uniqueItems dump
     raise WorkflowError(repeated_seeds(config["seeds"]))
 validate(config, schema="../config/schema/config.schema.yaml")
+with open(
+    os.path.join(WORKFLOW_DIR, "config", "schema", "config.schema.yaml")
+) as schema:
+    NUMBER_KEYS = schema_number_keys(yaml.safe_load(schema))
 
 from scembed.versions import version_mismatches  # noqa: E402
 
@@ -51,8 +68,10 @@ try:  # `only_datasets` narrows the run to some datasets (all when empty)
     DATASETS = selected_datasets(config["datasets"], config["only_datasets"])
 except ValueError as err:
     raise WorkflowError(str(err)) from None
-METHODS = list(config["methods"])
-SEEDS = list(config["seeds"])
+# sorted: the order of the config's keys changes no job, output or params value
+DATASETS = sorted(DATASETS)
+METHODS = sorted(config["methods"])
+SEEDS = sorted(config["seeds"])
 RESULTS = os.path.normpath(config["results_dir"])  # the folder of every output
 RUN_STARTED = time.time()  # a job log written since then was written by this run
 
@@ -145,15 +164,24 @@ def get_dataset(wildcards):
     return config["datasets"][wildcards.dataset]
 
 
+def params_value(value):
+    """A rule's params value that equivalent configs give equally: keys sorted, numbers
+    typed as the schema says (1 and 1.0 alike), so that a config written back in another
+    key order reruns nothing (scembed.canonical)."""
+    return canonical(value, *NUMBER_KEYS)
+
+
 def get_source_params(wildcards):
     """The dataset's source options only: a `preprocess` or `cluster` override of the
     dataset, or its `download` settings (timeouts, retries), must not rerun the download
     and the import."""
-    return {
-        key: value
-        for key, value in get_dataset(wildcards).items()
-        if key not in ("preprocess", "cluster", "download", "variant_of")
-    }
+    return params_value(
+        {
+            key: value
+            for key, value in get_dataset(wildcards).items()
+            if key not in ("preprocess", "cluster", "download", "variant_of")
+        }
+    )
 
 
 def get_dataset_variants():
@@ -177,17 +205,21 @@ def check_dataset_variants():
 
 
 def get_method(wildcards):
-    return config["methods"][wildcards.method]
+    return params_value(config["methods"][wildcards.method])
 
 
 def get_preprocess_params(wildcards):
     """Top-level `preprocess` updated with this dataset's overrides."""
-    return {**config["preprocess"], **get_dataset(wildcards).get("preprocess", {})}
+    return params_value(
+        {**config["preprocess"], **get_dataset(wildcards).get("preprocess", {})}
+    )
 
 
 def get_cluster_params(wildcards):
     """Top-level `cluster` updated with this dataset's overrides."""
-    return {**config["cluster"], **get_dataset(wildcards).get("cluster", {})}
+    return params_value(
+        {**config["cluster"], **get_dataset(wildcards).get("cluster", {})}
+    )
 
 
 check_known_cell_counts()
@@ -255,108 +287,3 @@ def get_dataset_runs(wildcards):
             for seed in SEEDS
         ],
     }
-
-
-# --------------------------------------------------------------------------- a failed run
-
-EMBED_RULES = {"pca": "embed_pca", "vae": "train_vae", "scvi": "train_scvi"}
-
-
-def get_run_steps(dataset, method, seed):
-    """The jobs one run needs, in order, as scembed.incomplete.Step (rule, the file it
-    makes, its log), read from the rules themselves; the last makes metrics.json."""
-    from types import SimpleNamespace
-
-    from snakemake.io import apply_wildcards
-    from scembed.incomplete import Step
-
-    kind = config["methods"][method]["kind"]
-    names = ["import_dataset", "preprocess", EMBED_RULES[kind]]
-    if "download" in get_import_inputs(SimpleNamespace(dataset=dataset)):
-        names.insert(0, "download_zeisel")
-    wildcards = {"dataset": dataset, "method": method, "seed": seed}
-    steps = [
-        Step(
-            name,
-            apply_wildcards(getattr(rules, name).output[0], wildcards),
-            apply_wildcards(getattr(rules, name).log[0], wildcards),
-        )
-        for name in names
-    ]
-    metrics = apply_wildcards(rules.cluster.output.metrics, wildcards)
-    log = apply_wildcards(rules.cluster.log[0], wildcards)
-    return steps + [Step("cluster", metrics, log)]
-
-
-def get_summary_steps():
-    """The jobs of the summary and the figures: one Step per file of get_final_outputs()."""
-    from snakemake.io import apply_wildcards
-    from scembed.incomplete import Step
-
-    steps = [
-        Step(name, output, getattr(rules, name).log[0])
-        for name in ("summarize", "compare", "provenance")
-        for output in getattr(rules, name).output
-    ]
-    for dataset in DATASETS:
-        log = apply_wildcards(rules.plot_dataset.log[0], {"dataset": dataset})
-        steps += [
-            Step("plot_dataset", apply_wildcards(output, {"dataset": dataset}), log)
-            for output in rules.plot_dataset.output
-        ]
-    return steps
-
-
-def report_incomplete_run(snakemake_log):
-    """`onerror` (a failure, or a run stopped with Ctrl-C): write
-    {results_dir}/summary/incomplete.md, missing.tsv, metrics.partial.tsv and
-    effects.partial.md (see scembed.incomplete) and log which runs are missing and why.
-    Never raises: the failed jobs and Snakemake's own error stay what the run reports.
-    """
-    try:
-        from scembed.incomplete import write_report
-
-        runs = {
-            (dataset, method, seed): get_run_steps(dataset, method, seed)
-            for dataset in DATASETS
-            for method in METHODS
-            for seed in SEEDS
-        }
-        message = write_report(
-            f"{RESULTS}/summary",
-            runs,
-            get_summary_steps(),
-            RUN_STARTED,
-            snakemake_log,
-            baseline=config["baseline"],
-            variants=get_dataset_variants(),
-        )
-        if message:
-            logger.error(message)
-    except Exception as err:
-        logger.warning(
-            f"Could not write {RESULTS}/summary/incomplete.md ({type(err).__name__}: {err}); "
-            "the failed jobs and their logs are named above."
-        )
-
-
-def forget_incomplete_run():
-    """`onsuccess`: once every summary file exists, remove the report of an earlier
-    incomplete run, so that it never outlives a complete summary. Never raises."""
-    try:
-        from scembed.incomplete import remove_report
-
-        if all(os.path.exists(path) for path in get_final_outputs()):
-            removed = remove_report(f"{RESULTS}/summary")
-            if removed:
-                logger.info(
-                    "The summary is complete: removed "
-                    + ", ".join(map(str, removed))
-                    + " of an earlier incomplete run."
-                )
-    except Exception as err:
-        logger.warning(
-            f"Could not remove the files of an earlier incomplete run from "
-            f"{RESULTS}/summary ({type(err).__name__}: {err}); delete incomplete.md, "
-            "missing.tsv and metrics.partial.tsv there by hand."
-        )

@@ -46,7 +46,7 @@ rule compare:
         "../envs/scanpy.yaml"
     params:
         baseline=config["baseline"],
-        variants=get_dataset_variants(),
+        variants=params_value(get_dataset_variants()),
     script:
         "../scripts/compare.py"
 
@@ -104,8 +104,8 @@ rule provenance:
     conda:
         "../envs/scanpy.yaml"
     params:
-        config=config,
+        config=params_value({**config, "seeds": SEEDS}),
         datasets=DATASETS,
-        repo=workflow.basedir,
+        repo=WORKFLOW_DIR,
     script:
         "../scripts/provenance.py"

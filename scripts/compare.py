@@ -4,16 +4,10 @@ against the dataset it varies (variants.tsv, also in effects.md)."""
 
 import pandas as pd
 
-from scembed.compare import (
-    compare_methods,
-    compare_variants,
-    effects_markdown,
-    headline_markdown,
-    paired_effects,
-    variants_markdown,
-)
+from scembed.compare import compare_methods, compare_variants, paired_effects
 from scembed.plots import paired_effects_figure
 from scembed.runtime import atomic_path, setup_logging
+from scembed.tables import effects_markdown, headline_markdown, variants_markdown
 
 
 def main(snakemake):

@@ -29,6 +29,27 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.Compl
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
 
 
+class _NoSnakemake(subprocess.Popen):
+    """subprocess.Popen for the tests of `make test-unit`: starting Snakemake fails."""
+
+    def __init__(self, args, *rest, **kwargs):
+        words = [args] if isinstance(args, str | bytes) else list(args)
+        if any("snakemake" in str(word) for word in words):
+            raise AssertionError(
+                "this test starts Snakemake: mark it @pytest.mark.workflow (make test-unit "
+                "runs only the tests that do not)"
+            )
+        super().__init__(args, *rest, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _workflow_marker_is_honest(request, monkeypatch):
+    """A test without the `workflow` (or `slurm`) marker cannot start Snakemake, so that
+    `make test-unit` (-m "not workflow and not slurm") is the quick loop it says it is."""
+    if not any(request.node.get_closest_marker(m) for m in ("workflow", "slurm")):
+        monkeypatch.setattr(subprocess, "Popen", _NoSnakemake)
+
+
 def schema_defaults(section: str) -> dict:
     """The schema's defaults of a top-level section (``preprocess``, ``cluster``): the one
     home of the defaults, which the library's signatures do not restate."""

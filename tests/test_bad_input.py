@@ -15,18 +15,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 from conftest import h5ad_config, labelled_h5ad, schema_defaults, short_params, synthetic_config
-from test_sources import write_10x
+from test_sources_readers import write_10x
 
-from scembed.checks import (
-    MAX_PRESET_BATCH_SIZE,
-    PBMC68K_CELLS,
-    DataError,
-    known_cell_count,
-    repeated_seeds,
-    selected_datasets,
-    split_sizes,
-    too_few_cells,
-)
+from scembed.checks import DataError
 from scembed.preprocess import preprocess, split_cells
 from scembed.sources import finish, load_dataset
 
@@ -137,110 +128,6 @@ def test_vae_trains_finite_on_kept_genes_without_counts(one_thread):
     result = train_vae(counts, split, short_params(batch_size=20), seed=0, log=lambda _: None)
     assert np.isfinite(result.latent).all()
     assert np.isfinite(result.history[["train_loss", "validation_loss"]].to_numpy()).all()
-
-
-# --------------------------------------------------------------------------- too few cells
-
-
-def test_split_sizes_are_those_of_the_split():
-    for n, v, t in [(15, 0.1, 0.05), (600, 0.1, 0.05), (11, 0.3, 0.2), (1000, 0.5, 0.5)]:
-        split = split_cells(n, v, t, 0)
-        assert split_sizes(n, v, t) == {k: int((split == k).sum()) for k in split_sizes(n, v, t)}
-
-
-SPLIT = {"validation_fraction": 0.1, "test_fraction": 0.05}
-
-
-def test_the_reported_case_15_cells_with_20_neighbours_is_named():
-    problems = too_few_cells(15, "datasets.tiny", n_neighbors=20, **SPLIT)
-    assert problems == [
-        "datasets.tiny: 15 cells, but cluster.n_neighbors is 20: the kNN graph needs more "
-        "cells than neighbours. Set `cluster: {n_neighbors: 7}` under datasets.tiny or "
-        "give datasets.tiny more cells."
-    ]
-    assert too_few_cells(21, "datasets.tiny", n_neighbors=20, **SPLIT) == []
-
-
-def test_too_few_cells_for_a_vae_minibatch_names_the_method_and_a_batch_size_that_works():
-    methods = {
-        "vae": {"kind": "vae"},  # the book's batch_size 100, drop_last true
-        "small": {"kind": "vae", "batch_size": 50},
-        "no_drop": {"kind": "vae", "drop_last": False},
-    }
-    problems = too_few_cells(80, "datasets.d", n_neighbors=15, **SPLIT, vae_methods=methods)
-    train = split_sizes(80, **SPLIT)["train"]
-    assert problems == [
-        f"datasets.d: 80 cells give {train} training cells, fewer than one minibatch of "
-        f"method vae (batch_size 100, drop_last true). Set `batch_size: {train}` (or "
-        "less) under methods.vae or give datasets.d more cells."
-    ]
-    # enough cells for every preset: the VAE parameters are not even resolved
-    assert too_few_cells(1000, "datasets.d", n_neighbors=15, **SPLIT, vae_methods=methods) == []
-
-
-def test_preset_batch_sizes_stay_below_the_bound_that_spares_torch():
-    from scembed.vae.params import PRESETS
-
-    assert max(p["batch_size"] for p in PRESETS.values()) == MAX_PRESET_BATCH_SIZE
-
-
-def test_too_few_cells_for_the_split_and_the_minimum():
-    problems = too_few_cells(
-        8, "datasets.d", n_neighbors=2, validation_fraction=0.05, test_fraction=0.0
-    )
-    assert problems[0] == (
-        "datasets.d: 8 cells, but the workflow needs at least 10; give the dataset more cells."
-    )
-    assert problems[1].startswith("datasets.d: 8 cells give 8 training and 0 validation cells")
-    assert "Raise `validation_fraction`" in problems[1]
-
-
-def test_known_cell_counts():
-    assert known_cell_count({"source": "synthetic", "n_cells": 15}) == 15
-    assert known_cell_count({"source": "synthetic", "n_cells": 9, "type_sizes": [3, 4]}) == 7
-    assert known_cell_count({"source": "h5ad", "path": "x.h5ad"}) is None
-    import scanpy as sc
-
-    assert known_cell_count({"source": "pbmc68k"}) == PBMC68K_CELLS
-    assert sc.datasets.pbmc68k_reduced().n_obs == PBMC68K_CELLS
-
-
-def test_the_test_config_passes_the_cell_count_checks():
-    config = synthetic_config()
-    dataset = config["datasets"]["synthetic"]
-    vaes = {k: v for k, v in config["methods"].items() if v["kind"] == "vae"}
-    n = known_cell_count(dataset)
-    assert too_few_cells(n, "x", n_neighbors=20, **SPLIT, vae_methods=vaes) == []
-
-
-# --------------------------------------------------------------------------- seeds
-
-
-def test_repeated_seeds_are_named():
-    assert repeated_seeds([0, 1, 2]) is None
-    assert repeated_seeds("0") is None  # not a list: the schema says what is wrong
-    assert repeated_seeds([3, 0, 3, 1, 0, 3]) == (
-        "seeds [3, 0, 3, 1, 0, 3] lists 3, 0 more than once: each seed is one run, and a "
-        "seed twice would be the same run twice. List each seed once, e.g. "
-        "`seeds: [3, 0, 1]`."
-    )
-
-
-def test_only_datasets_selects_in_the_config_order_and_names_what_is_wrong():
-    datasets = {"a": {}, "b": {}, "b_hvg": {"variant_of": "b"}, "c": {}}
-    assert selected_datasets(datasets, []) == ["a", "b", "b_hvg", "c"]
-    assert selected_datasets(datasets, "") == ["a", "b", "b_hvg", "c"]
-    assert selected_datasets(datasets, ["c", "a"]) == ["a", "c"]
-    assert selected_datasets(datasets, "c, b") == ["b", "c"]  # as --config gives it
-    assert selected_datasets(datasets, "b_hvg,b") == ["b", "b_hvg"]
-    with pytest.raises(ValueError) as unknown:
-        selected_datasets(datasets, "a,kang")
-    assert str(unknown.value) == (
-        "only_datasets names 'kang', not a dataset of the config. Choose from a, b, b_hvg, "
-        "c (or leave only_datasets empty to run every dataset)."
-    )
-    with pytest.raises(ValueError, match="variant 'b_hvg' without 'b'.*Add b to only_"):
-        selected_datasets(datasets, ["b_hvg"])
 
 
 # --------------------------------------------------------------------------- damaged files

@@ -1,19 +1,12 @@
-"""Scores beyond the book: matched-k Leiden, k-means, silhouette, kNN transfer, comparison."""
+"""Scores beyond the book: matched-k Leiden, k-means, silhouette, kNN transfer."""
 
 import anndata as ad
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 from sklearn import metrics as skm
 
 from scembed.cluster import leiden_matched
-from scembed.compare import (
-    compare_methods,
-    headline_markdown,
-    median_ari_seed,
-    paired_bootstrap,
-)
 from scembed.metrics import (
     cluster_scores,
     kmeans_clusters,
@@ -115,65 +108,3 @@ def test_silhouette_and_knn_transfer():
     tiny_labels = np.array(["a", "a", "b", "b", "a"])
     tiny_split = np.array(["train", "train", "train", "train", "test"])
     assert knn_transfer_accuracy(tiny, tiny_labels, tiny_split, k=2) == 0.0
-
-
-def metrics_table(vae_ari):
-    rows = []
-    for seed, (pca, vae) in enumerate(zip([0.30, 0.32, 0.34], vae_ari, strict=True)):
-        for method, kind, ari in (("pca", "pca", pca), ("vae", "vae", vae)):
-            rows.append(
-                {
-                    "dataset": "d",
-                    "method": method,
-                    "kind": kind,
-                    "seed": seed,
-                    "n_cells": 100,
-                    "n_labels": 3,
-                    "n_clusters": 4,
-                    "ari": ari,
-                    "nmi": ari,
-                    "matched_ari": ari,
-                    "kmeans_ari": ari,
-                    "knn_accuracy": 0.9,
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def test_compare_methods_paired_differences():
-    table = metrics_table([0.40, 0.31, 0.44])
-    comparison = compare_methods(table)
-    row = comparison[(comparison["metric"] == "ari") & (comparison["method"] == "vae")].iloc[0]
-    diffs = np.array([0.10, -0.01, 0.10])
-    assert row["mean"] == pytest.approx(np.mean([0.40, 0.31, 0.44]))
-    assert row["sd"] == pytest.approx(np.std([0.40, 0.31, 0.44], ddof=1))
-    assert (row["min"], row["max"]) == (pytest.approx(0.31), pytest.approx(0.44))
-    assert row["diff_mean"] == pytest.approx(diffs.mean())
-    assert row["wins"] == 2 and row["paired_seeds"] == 3 and row["baseline"] == "pca"
-    tolerance = 1e-12
-    assert diffs.min() - tolerance <= row["diff_ci_low"] <= row["diff_mean"]
-    assert row["diff_mean"] <= row["diff_ci_high"] <= diffs.max() + tolerance
-    baseline = comparison[(comparison["metric"] == "ari") & (comparison["method"] == "pca")]
-    assert baseline["diff_mean"].isna().all()
-
-    headline = headline_markdown(table, comparison)
-    vae = np.array([0.40, 0.31, 0.44])
-    assert f"| vae | 3 | {vae.mean():.3f} ± {vae.std(ddof=1):.3f} |" in headline
-    assert "| vae | 3 | 0.383 ± 0.067 |" in headline  # the same, worked by hand
-    assert "better in 2 of 3 seeds" in headline
-
-
-def test_paired_bootstrap_is_seeded_and_brackets_the_mean():
-    diffs = np.array([0.05, 0.07, 0.02, 0.09, 0.04])
-    low, high = paired_bootstrap(diffs)
-    assert (low, high) == paired_bootstrap(diffs)
-    assert diffs.min() <= low < diffs.mean() < high <= diffs.max()
-    assert low > 0  # every seed wins: the interval excludes zero
-    assert np.isnan(paired_bootstrap(np.array([0.1]))[0])
-
-
-def test_median_ari_seed():
-    runs = pd.DataFrame({"seed": [0, 1, 2, 3, 4], "ari": [0.5, 0.1, 0.3, 0.9, 0.2]})
-    assert median_ari_seed(runs) == 2
-    # an even count takes the lower middle run: ARIs 0.1, 0.3, 0.5, 0.9 -> 0.3, seed 2
-    assert median_ari_seed(runs.iloc[:4]) == 2

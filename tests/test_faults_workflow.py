@@ -13,12 +13,6 @@ from conftest import REPO, SNAKEMAKE, snakemake, write_config
 pytestmark = pytest.mark.workflow
 
 
-def torch_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def tiny(n_top_genes: int) -> dict:
     """A synthetic dataset small enough that each job takes seconds."""
     return {
@@ -151,17 +145,20 @@ def test_each_embedding_is_clustered_before_the_next_one_starts(tmp_path):
 
 
 def grid_flags() -> list[str]:
-    """The options the Makefile's grid targets add (GRID_THREADS), as `make -n` prints them."""
+    """The options `make -C experiments ablation` adds for the grid's training jobs."""
     plan = subprocess.run(
-        ["make", "-n", "ablation"], cwd=REPO, capture_output=True, text=True, check=True
+        ["make", "-n", "ablation"],
+        cwd=REPO / "experiments",
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
-    return re.search(r"--cores \S+ (.*) --keep-going", plan).group(1).split()
+    return re.search(r"--keep-going (.*?) +--configfile", plan).group(1).split()
 
 
-@pytest.mark.skipif(torch_cuda(), reason="with a CUDA device training jobs take turns on it")
 def test_the_grid_targets_run_a_training_job_per_core_without_a_gpu(tmp_path):
-    """profiles/local holds `gpu=1`, one training job at a time. Without a CUDA device the
-    grid targets free the training jobs of it: two one-thread jobs start together on two
+    """profiles/local holds `gpu=1`, one training job at a time. The grid targets (without
+    GPU=1) free the training jobs of it: two one-thread jobs start together on two
     cores (without the flags, the second starts when the first has finished)."""
     config = tiny_config(only=tiny(50))
     config["methods"] = {"vae": {"kind": "vae", "max_epochs": 2, "device": "cpu"}}

@@ -28,7 +28,7 @@ def load_profile(name: str) -> dict:
 EXPECTED_PLANS = {
     "config/config.yaml": DEFAULT_PLAN,
     "config/demo.yaml": {k: v for k, v in DEFAULT_PLAN.items() if k != "download_zeisel"},
-    "config/likelihoods.yaml": {
+    "experiments/likelihoods.yaml": {
         **{k: v for k, v in DEFAULT_PLAN.items() if k != "train_scvi"},
         "train_vae": 20,
         "cluster": 25,

@@ -6,6 +6,7 @@ import re
 
 import anndata as ad
 import numpy as np
+import pytest
 import scipy.sparse as sp
 from conftest import REPO, snakemake, synthetic_config, write_config
 
@@ -55,6 +56,7 @@ def test_a_million_synthetic_cells_ask_for_gigabytes():
     assert job_mem_mb("import_dataset", [], dataset=small) < 2000
 
 
+@pytest.mark.workflow
 def test_slurm_dry_run_requests_memory_by_data_size(tmp_path):
     """Through Snakemake and the Slurm profile: the import of 10^6 droplet cells asks for
     more than the profile's 4 GB default, a small dataset for less."""

@@ -56,6 +56,7 @@ def test_scvi_refuses_non_counts(tiny):
         train_scvi(counts.astype(np.float32) * 0.5, split, seed=0, **TINY)
 
 
+@pytest.mark.workflow
 def test_a_missing_scvi_fails_before_any_job(tmp_path):
     """Where scvi-tools cannot be imported, a config naming kind: scvi stops at once."""
     assert scvi_available()

@@ -1,4 +1,5 @@
-"""Valid input that used to crash or score wrong: 8192+ cells, no `pca`, partly labelled."""
+"""Valid input that used to crash or score wrong: 8192+ cells, partly labelled cells (the
+comparison without `pca` is in test_compare.py and test_tables.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import scipy.sparse as sp
 from conftest import schema_defaults
 from sklearn import metrics as skm
 from sklearn.neighbors import NearestNeighbors
+from test_compare import metrics_rows
 
 from scembed.checks import normalise_labels
 from scembed.cluster import (
@@ -19,10 +21,11 @@ from scembed.cluster import (
     leiden,
     neighbors_graph,
 )
-from scembed.compare import compare_methods, headline_markdown, pick_baseline
+from scembed.compare import compare_methods
 from scembed.embedding import EMBEDDING_KEY
 from scembed.evaluate import evaluate_embedding
 from scembed.sources import finish
+from scembed.tables import headline_markdown
 from scembed.versions import read_pins, version_mismatches
 
 # --------------------------------------------------------------------------- neighbours
@@ -181,140 +184,6 @@ def test_a_label_column_with_a_single_value_is_refused():
         finish(ad.AnnData(X=counts, obs=obs), "cell_type", "cells.h5ad", {})
     obs.iloc[0, 0] = 7  # numeric labels count as strings: two types now
     finish(ad.AnnData(X=counts, obs=obs.astype(object)), "cell_type", "cells.h5ad", {})
-
-
-# --------------------------------------------------------------------------- comparison
-
-
-def metrics_rows(methods: dict, seeds) -> pd.DataFrame:
-    """Runs of ``methods`` ({name: kind}) over ``seeds``; ARI grows with the method's index."""
-    rows = []
-    for i, (method, kind) in enumerate(methods.items()):
-        for seed in seeds:
-            value = 0.3 + 0.1 * i + 0.01 * seed
-            rows.append(
-                {
-                    "dataset": "d",
-                    "method": method,
-                    "kind": kind,
-                    "seed": seed,
-                    "n_cells": 100,
-                    "n_labels": 3,
-                    "n_scored": 90,
-                    "resolution": 0.8,
-                    "n_clusters": 4,
-                    "ari": value,
-                    "nmi": value,
-                    "matched_ari": value,
-                    "kmeans_ari": value,
-                    "knn_accuracy": 0.9,
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def test_no_pca_compares_against_nothing_and_still_writes_the_headline():
-    table = metrics_rows({"vae": "vae", "vae_nb": "vae"}, [0, 1, 2])
-    comparison = compare_methods(table)
-    assert comparison["baseline"].isna().all() and comparison["diff_mean"].isna().all()
-    headline = headline_markdown(table, comparison)
-    assert "| vae_nb | 3 | 0.410 ± 0.010 |" in headline
-    assert "no paired comparison: no baseline method" in headline
-    assert "ARI (Leiden, res. 0.8)" in headline
-    assert "100 cells, 90 of them labelled and scored" in headline
-
-
-def test_a_configured_baseline_among_vaes():
-    table = metrics_rows({"vae": "vae", "vae_nb": "vae"}, [0, 1, 2])
-    comparison = compare_methods(table, "vae")
-    row = comparison[(comparison["metric"] == "ari") & (comparison["method"] == "vae_nb")]
-    assert row["diff_mean"].iloc[0] == pytest.approx(0.1)
-    assert row["wins"].iloc[0] == 3
-    assert "vae_nb vs vae, ari: difference +0.100" in headline_markdown(table, comparison)
-    with pytest.raises(ValueError, match="baseline 'pca' is not one of the methods"):
-        compare_methods(table, "pca")
-    assert pick_baseline(table, "none") is None
-    assert pick_baseline(metrics_rows({"base": "pca", "v": "vae"}, [0]), "auto") == "base"
-
-
-def test_one_method_and_one_seed():
-    table = metrics_rows({"pca": "pca"}, [0])
-    comparison = compare_methods(table)
-    assert set(comparison["method"]) == {"pca"} and comparison["sd"].isna().all()
-    headline = headline_markdown(table, comparison)
-    assert "| pca | 1 | 0.300 |" in headline
-    assert "only the baseline pca ran" in headline
-    # two methods, one seed: a difference without a CI
-    table = metrics_rows({"pca": "pca", "vae": "vae"}, [0])
-    headline = headline_markdown(table, compare_methods(table))
-    assert "vae vs pca, ari: difference +0.100, better in 1 of 1 seeds" in headline
-
-
-def test_paired_effects_table_and_figure(tmp_path):
-    from scembed.compare import effects_markdown, paired_effects
-    from scembed.plots import paired_effects_figure
-
-    table = metrics_rows({"vae": "vae", "vae_nb": "vae", "vae_log": "vae"}, [0, 1, 2])
-    comparison = compare_methods(table, "vae")
-    effects = paired_effects(comparison)
-    assert set(effects["method"]) == {"vae_nb", "vae_log"}  # not the baseline itself
-    assert list(dict.fromkeys(effects["metric"])) == [
-        "matched_ari",
-        "kmeans_ari",
-        "ari",
-        "nmi",
-        "knn_accuracy",
-    ]
-    assert list(dict.fromkeys(effects["method"])) == ["vae_nb", "vae_log"]
-    text = effects_markdown(comparison)
-    assert "## d: difference from vae" in text
-    # +0.1 on every seed: the CI is the point, it excludes 0 (*), 3 of 3 seeds won;
-    # knn_accuracy is equal everywhere: ties, no seed won
-    assert "| method | matched_ari | kmeans_ari | ari | nmi | knn_accuracy |" in text
-    assert "| vae_nb | +0.100 [+0.100, +0.100]* 3/3 |" in text
-    assert "+0.000 [+0.000, +0.000] 0/3 |" in text
-    paired_effects_figure(effects, tmp_path / "effects.png")
-    assert (tmp_path / "effects.png").read_bytes()[:4] == b"\x89PNG"
-    one_seed = compare_methods(metrics_rows({"vae": "vae", "vae_nb": "vae"}, [0]), "vae")
-    assert "| vae_nb | +0.100 1/1 |" in effects_markdown(one_seed)  # no CI from one seed
-    none = compare_methods(table, "none")
-    assert "No paired comparison" in effects_markdown(none)
-    paired_effects_figure(paired_effects(none), tmp_path / "none.png")
-    assert (tmp_path / "none.png").stat().st_size > 0
-
-
-def test_variants_are_paired_with_the_dataset_they_vary():
-    from scembed.compare import compare_variants, variants_markdown
-
-    base = metrics_rows({"pca": "pca", "vae": "vae"}, [0, 1, 2])
-    variant = base.assign(dataset="d_hvg")
-    variant.loc[variant["method"] == "vae", "kmeans_ari"] += 0.05  # vae gains, pca level
-    variant = variant[variant["seed"] != 2]  # a seed the variant did not run: not paired
-    other = base.assign(dataset="e")  # a dataset that is no one's variant
-    table = pd.concat([base, variant, other], ignore_index=True)
-    variants = compare_variants(table, {"d_hvg": "d"})
-    assert set(variants["dataset"]) == {"d_hvg"} and set(variants["variant_of"]) == {"d"}
-    assert list(dict.fromkeys(variants["metric"])) == [
-        "matched_ari",
-        "kmeans_ari",
-        "ari",
-        "nmi",
-        "knn_accuracy",
-    ]
-    rows = variants.set_index(["metric", "method"])
-    assert rows.loc[("kmeans_ari", "vae"), "diff_mean"] == pytest.approx(0.05)
-    assert rows.loc[("kmeans_ari", "vae"), "wins"] == 2
-    assert rows.loc[("kmeans_ari", "vae"), "paired_seeds"] == 2
-    assert rows.loc[("kmeans_ari", "pca"), "diff_mean"] == pytest.approx(0)
-    assert rows.loc[("kmeans_ari", "pca"), "ties"] == 2
-    # the variant's own mean is over its seeds, the parent's over all of its seeds
-    assert rows.loc[("kmeans_ari", "vae"), "parent_mean"] == pytest.approx(0.41)
-    text = variants_markdown(variants)
-    assert "## d_hvg: difference from d (same method, same seed)" in text
-    assert "| vae | +0.000 [+0.000, +0.000] 0/2 | +0.050 [+0.050, +0.050]* 2/2 |" in text
-    assert (
-        compare_variants(table, {}).empty and variants_markdown(compare_variants(table, {})) == ""
-    )
 
 
 # --------------------------------------------------------------------------- versions

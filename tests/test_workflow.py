@@ -59,27 +59,6 @@ def run_failing(workdir: Path, config: dict, *args: str) -> str:
 # --------------------------------------------------------------------------- lint, plans
 
 
-def test_lint_and_snakefmt():
-    lint = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--lint"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert lint.returncode == 0, lint.stdout + lint.stderr
-    assert "Lints for" not in lint.stdout + lint.stderr
-    snakefmt = Path(sys.executable).parent / "snakefmt"
-    check = subprocess.run(
-        [str(snakefmt), "--check", "Snakefile", "rules"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert check.returncode == 0, check.stdout + check.stderr
-
-
 def test_dry_run_default_config(tmp_path):
     workdir = with_default_config(tmp_path)
     result = snakemake(workdir, "-n")
@@ -570,6 +549,34 @@ def test_a_changed_key_reruns_exactly_what_depends_on_it(synthetic_run):
     assert planned(run_config(workdir, config, "-n")) == {}  # and back: nothing to do
 
 
+def reordered(value):
+    """``value`` with every mapping's keys in reverse order and every float that is a
+    whole number written as an int (1.0 -> 1), as a YAML formatter or a user may."""
+    if isinstance(value, dict):
+        return {key: reordered(value[key]) for key in reversed(list(value))}
+    if isinstance(value, list):
+        return [reordered(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def test_a_config_in_another_key_order_reruns_nothing(synthetic_run):
+    """The finished run's config written back with every key in another order, its
+    methods and seeds listed the other way round and whole floats as ints (a number key
+    such as cluster.resolution: 1 for 1.0) plans nothing: rule params are canonical."""
+    workdir, config = synthetic_run
+    equivalent = reordered(config)
+    equivalent["seeds"] = list(reversed(config["seeds"]))
+    equivalent["cluster"] = {"resolution": 1, "umap_min_dist": 0.5}  # the schema's 1.0, 0.5
+    equivalent["preprocess"] = {"target_sum": 10000, "validation_fraction": 0.1}
+    assert list(equivalent["methods"]) != list(config["methods"])
+    assert planned(run_config(workdir, equivalent, "-n")) == {}
+    # the test can fail: an equivalent value, but another number, reruns the clustering
+    equivalent["cluster"]["resolution"] = 1.01
+    assert planned(run_config(workdir, equivalent, "-n"))["cluster"] == len(METHODS) * len(SEEDS)
+
+
 def test_a_source_copied_again_with_the_same_bytes_reruns_nothing(tmp_path):
     """A data file copied again (or re-mounted) gets a new mtime. profiles/local compares
     the checksums of inputs up to 256 MB, so the same bytes rerun nothing, where Snakemake's
@@ -655,138 +662,40 @@ def test_pca_only_in_its_own_results_dir(tmp_path):
     assert plan["import_dataset"] == 1  # nothing of out/a is reused or overwritten
 
 
-def make_plan(target: str, *args: str) -> str:
-    """The commands `make -n target args` would run."""
-    result = subprocess.run(["make", "-n", target, *args], cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+# --------------------------------------------------------------------------- as a module
+
+HOST_SNAKEFILE = """\
+configfile: "config.yaml"
 
 
-def test_make_report_reports_the_last_run(tmp_path):
-    """`make report` after `make demo` reports the demo (results/demo), not the book;
-    after `make ablation DATASETS=kang_pbmc` the ablation of kang_pbmc (the only
-    datasets with results); a CONFIG or DATASETS given to it wins."""
-    demo = make_plan("report", "LAST_CONFIG=config/demo.yaml", "LAST_DATASETS=")
-    assert "snakemake --report results/demo/report.html --configfile config/demo.yaml" in demo
-    book = make_plan("report", "CONFIG=config/config.yaml", "LAST_DATASETS=kang_pbmc")
-    assert "snakemake --report results/report.html --configfile config/config.yaml" in book
-    last = ("LAST_CONFIG=config/ablation.yaml", "LAST_DATASETS=kang_pbmc")
-    kang = "--config only_datasets=kang_pbmc --report results/ablation/report.html"
-    assert kang in make_plan("report", *last)
-    assert "only_datasets=pbmc68k --report" in make_plan("report", *last, "DATASETS=pbmc68k")
-    # a screen's second config file sets results_dir: the report goes there
-    screen = write_config(tmp_path / "screen.yaml", {"seeds": [0], "results_dir": "out/s"})
-    configs = f"config/ablation.yaml {screen}"
-    plan = make_plan("report", f"CONFIG={configs}")
-    assert f"--report out/s/report.html --configfile {configs}" in plan
-    # each run records what `make report` reports next
-    recorded = make_plan("ablation", f"ABLATION_CONFIGS={configs}", "DATASETS=kang_pbmc")
-    assert f'echo "{configs}" > results/.last-config' in recorded
-    assert 'echo "kang_pbmc" > results/.last-datasets' in recorded
-    assert 'echo "" > results/.last-datasets' in make_plan("demo")
+module scembed:
+    snakefile:
+        "{snakefile}"
+    config:
+        config
 
 
-def test_make_ablation_runs_the_ablation_config_and_reports_it():
-    full = make_plan("ablation")
-    assert "--keep-going --configfile config/ablation.yaml" in full
-    # hundreds of small training jobs: one thread each, one job per core (without CUDA
-    # they hold no gpu: tests/test_faults_workflow.py runs two at once with these flags)
-    assert "--set-threads train_vae=1 train_scvi=1 --set-resources" in full
-    assert 'report CONFIG="config/ablation.yaml"' in full
-    screen = make_plan("ablation", "ABLATION_CONFIGS=config/ablation.yaml seeds.yaml")
-    assert "--configfile config/ablation.yaml seeds.yaml" in screen
-    for grid in ("finalists", "genes"):
-        plan = make_plan(grid)
-        assert f"--keep-going --configfile config/{grid}.yaml" in plan
-        assert "--set-threads train_vae=1 train_scvi=1" in plan
-        assert f"report CONFIG=config/{grid}.yaml" in plan
-    # DATASETS: some datasets of the config, in the run and in its report
-    kang = make_plan("ablation", "DATASETS=kang_pbmc,worm_neuron")
-    only = "--config only_datasets=kang_pbmc,worm_neuron"
-    assert f"{only} --profile profiles/local" in kang
-    assert f"{only} --report results/ablation/report.html" in kang
-    assert f"{only} --profile" in make_plan("ablation", "DATASETS=kang_pbmc  worm_neuron")
+use rule * from scembed as scembed_*
+"""
 
 
-# --------------------------------------------------------------------------- the ablation
-
-SHARED_DATA = REPO.parent / "shared" / "data"
-
-
-def test_ablation_changes_one_thing_at_a_time():
-    """Each `vae_*` method of config/ablation.yaml departs from the book by one lever (two
-    keys where they make one change: the softmax decoder with the observed library it
-    needs; scVI's Adam settings, weight decay with epsilon)."""
-    from scembed.vae.params import resolve_params
-
-    ablation = yaml.safe_load((REPO / "config" / "ablation.yaml").read_text())
-    assert ablation["baseline"] == "vae" and ablation["methods"]["vae"]["preset"] == "book"
-    assert ablation["seeds"] == [0, 1, 2, 3, 4]
-    book = resolve_params({})
-    singles = {n: m for n, m in ablation["methods"].items() if n.startswith("vae_")}
-    assert len(singles) >= 8
-    for name, spec in singles.items():
-        params = resolve_params({k: v for k, v in spec.items() if k != "kind"})
-        changed = {f for f in book.__dataclass_fields__ if getattr(params, f) != getattr(book, f)}
-        pairs = ({"decoder_output", "size_factor"}, {"weight_decay", "adam_eps"})
-        assert len(changed) == 1 or changed in pairs, (name, changed)
-    kinds = {spec["kind"] for spec in ablation["methods"].values()}
-    assert kinds == {"pca", "vae", "scvi"}
-    assert {"pbmc68k", "zeisel_like"} <= set(ablation["datasets"])
-    assert ablation["datasets"]["zeisel_like"]["type_sizes"] == [939, 820, 399, 290, 235, 224, 98]
-
-
-def test_gene_selection_variants_change_one_option_each():
-    """config/genes.yaml: each variant is its parent's source with ONE preprocessing
-    option changed (seurat_v3 instead of variance; then 2000 genes instead of 1000)."""
-    genes = yaml.safe_load((REPO / "config" / "genes.yaml").read_text())
-    datasets = genes["datasets"]
-    variants = {n: d for n, d in datasets.items() if "variant_of" in d}
-    assert len(variants) >= 3 and genes["baseline"] == "pca"
-    for name, spec in variants.items():
-        parent = datasets[spec["variant_of"]]
-        strip = ("variant_of", "preprocess")
-        assert {k: v for k, v in spec.items() if k not in strip} == {
-            k: v for k, v in parent.items() if k not in strip
-        }, name
-        mine, theirs = spec["preprocess"], parent["preprocess"]
-        changed = {k for k in {*mine, *theirs} if mine.get(k) != theirs.get(k)}
-        assert len(changed) == 1, (name, changed)
-    assert {spec["kind"] for spec in genes["methods"].values()} == {"pca", "vae", "scvi"}
-
-
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is absent")
-@pytest.mark.parametrize("name", ["genes", "finalists"])
-def test_grid_config_plans_every_run(tmp_path, name):
-    """`make genes` and `make finalists`: the config validates and plans every dataset x
-    method x seed, the real datasets read in place from ../shared/data."""
-    grid = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
-    for dataset in grid["datasets"].values():
-        if "path" in dataset:
-            dataset["path"] = str((REPO / dataset["path"]).resolve())
-    plan = planned(run_config(tmp_path, grid, "-n"))
-    n_runs = len(grid["datasets"]) * len(grid["methods"]) * len(grid["seeds"])
-    assert plan["cluster"] == n_runs and plan["preprocess"] == len(grid["datasets"])
-    assert plan["compare"] == 1
-
-
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is absent")
-def test_ablation_config_plans_the_whole_grid(tmp_path):
-    """`make ablation`'s config validates and plans every dataset x method x seed, with
-    the real datasets read in place from ../shared/data."""
-    ablation = yaml.safe_load((REPO / "config" / "ablation.yaml").read_text())
-    for dataset in ablation["datasets"].values():
-        if "path" in dataset:  # relative to the repository root, where make runs it
-            dataset["path"] = str((REPO / dataset["path"]).resolve())
-            assert Path(dataset["path"]).is_file(), dataset["path"]
-    threads = ["--set-threads", "train_vae=1", "train_scvi=1"]  # the Makefile's GRID_THREADS
-    result = run_config(tmp_path, ablation, "-n", "--cores", "2", *threads)
-    assert "threads: 2" not in result.stdout  # one thread per job (the rules ask for 4)
-    assert "threads: 2" in run_config(tmp_path, ablation, "-n", "--cores", "2").stdout
-    plan = planned(result)
-    n_datasets, n_seeds = len(ablation["datasets"]), len(ablation["seeds"])
-    kinds = [spec["kind"] for spec in ablation["methods"].values()]
-    assert plan["train_vae"] == kinds.count("vae") * n_datasets * n_seeds
-    assert plan["train_scvi"] == n_datasets * n_seeds
-    assert plan["cluster"] == len(kinds) * n_datasets * n_seeds
-    assert plan["import_dataset"] == n_datasets and plan["compare"] == 1
+def test_the_workflow_runs_as_a_module_of_another_workflow(tmp_path):
+    """A host workflow in another folder uses this one as a Snakemake module (local path),
+    as `snakedeploy deploy-workflow` sets it up: the library, schema and scripts are found
+    from the workflow's own files, and the test config runs to its summary."""
+    (tmp_path / "Snakefile").write_text(HOST_SNAKEFILE.format(snakefile=REPO / "Snakefile"))
+    shutil.copy(REPO / "config" / "test.yaml", tmp_path / "config.yaml")
+    command = [sys.executable, "-m", "snakemake", "--cores", "2"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert "rule scembed_train_vae:" in output  # the module's rules, renamed by the host
+    metrics = pd.read_csv(tmp_path / "results" / "summary" / "metrics.tsv", sep="\t")
+    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    runs = {(method, seed) for method in config["methods"] for seed in config["seeds"]}
+    assert set(zip(metrics["method"], metrics["seed"], strict=True)) == runs
+    assert metrics["ari"].between(-1, 1).all()
+    provenance = json.loads((tmp_path / "results" / "summary" / "provenance.json").read_text())
+    assert provenance["config"]["methods"].keys() == config["methods"].keys()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    assert provenance["workflow"]["commit"] == head.stdout.strip()  # ours, not the host's

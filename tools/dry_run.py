@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = ("config/config.yaml", "config/demo.yaml", "config/likelihoods.yaml")
+CONFIGS = ("config/config.yaml", "config/demo.yaml", "experiments/likelihoods.yaml")
 PROFILES = ("profiles/local", "profiles/slurm")
 
 # "Job stats:" / header / dashes / "rule   count" lines / "total   N"

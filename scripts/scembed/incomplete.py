@@ -26,9 +26,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from scembed.compare import compare_methods, compare_variants, effects_markdown, variants_markdown
+from scembed.compare import compare_methods, compare_variants
 from scembed.runtime import atomic_path
 from scembed.summary import metrics_table, write_metrics_table
+from scembed.tables import effects_markdown, variants_markdown
 
 REPORT = "incomplete.md"
 MISSING = "missing.tsv"

@@ -10,6 +10,9 @@ Each checkpoint carries a fingerprint of what the training depends on (the resol
 parameters, the seed, the device, torch's version and a digest of the counts and the
 split); a checkpoint with another fingerprint, or one that cannot be read, is ignored
 with a log line and training starts from epoch 1.
+
+The training loop uses a :class:`Checkpointer`: it builds the model (resumed where a
+checkpoint fits) and writes the state after the epochs that are due.
 """
 
 from __future__ import annotations
@@ -29,20 +32,9 @@ from scembed.runtime import remove_stale_temporaries
 FORMAT = 1
 """Bumped when the checkpoint's layout changes: older files are then ignored."""
 
-KEYS = (
-    "format",
-    "fingerprint",
-    "epoch",
-    "model",
-    "optimizer",
-    "rng",
-    "history",
-    "best_state",
-    "best_loss",
-    "best_epoch",
-    "wait",
-    "stopped_early",
-)
+STOPPING_KEYS = ("best_state", "best_loss", "best_epoch", "wait", "stopped_early")
+"""The early-stopping state the training loop carries from one epoch to the next."""
+KEYS = ("format", "fingerprint", "epoch", "model", "optimizer", "rng", "history", *STOPPING_KEYS)
 
 
 def data_digest(data, split: np.ndarray) -> str:
@@ -127,3 +119,68 @@ def remove(path: str | os.PathLike) -> None:
     path = Path(path)
     path.unlink(missing_ok=True)
     remove_stale_temporaries(path)
+
+
+class Checkpointer:
+    """The checkpoint of one training run: resumed at its start, written after epochs.
+
+    ``path`` None: no checkpoint, nothing read or written (and the data is not hashed).
+    Otherwise the state is written every ``every`` epochs and after the last one (0:
+    never), and resumed when the file's fingerprint is that of this run: its parameters,
+    ``seed``, device and ``data`` (a ``TrainingData``) with ``split``. ``log`` receives
+    the lines saying what was resumed or ignored, and why.
+    """
+
+    def __init__(self, path, every: int, params, seed: int, data, split, log):
+        self.path, self.every, self.log = path, every, log
+        self.device = data.device
+        if path is not None:
+            self.fingerprint = fingerprint(params, seed, data.device, data_digest(data, split))
+
+    def resume(self, build: Callable[[], tuple]) -> tuple:
+        """(model, optimiser, shuffle generator, saved state): ``build()``'s three, with
+        the checkpoint's model, optimiser and RNG states loaded when one fits; the saved
+        state (epoch, history, early stopping) is None when training starts at epoch 1.
+
+        A checkpoint whose state does not fit the model is logged and ignored, and
+        ``build()`` is called again, so that no part of it is left loaded."""
+        model, optimizer, shuffle = build()
+        saved = None if self.path is None else load(self.path, self.fingerprint, self.log)
+        if saved is None:
+            return model, optimizer, shuffle, None
+        try:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            set_rng_state(saved["rng"], shuffle)
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            self.log(
+                f"checkpoint {self.path} ignored: its state does not fit the model "
+                f"({err}); training starts at epoch 1 and overwrites it"
+            )
+            return (*build(), None)
+        self.log(
+            f"resumed from checkpoint {self.path} at epoch {saved['epoch']}: "
+            f"training continues with epoch {saved['epoch'] + 1}"
+        )
+        return model, optimizer, shuffle, saved
+
+    def save_if_due(
+        self, epoch: int, last: bool, model, optimizer, shuffle, history, stopping: dict
+    ) -> None:
+        """Write the state after ``epoch`` when it is due (every ``every`` epochs, and
+        after the ``last`` one): ``history`` (a row per epoch) and ``stopping`` (the
+        early-stopping state: best_state, best_loss, best_epoch, wait, stopped_early)."""
+        if self.path is None or not self.every or not (last or epoch % self.every == 0):
+            return
+        save(
+            self.path,
+            {
+                "fingerprint": self.fingerprint,
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": rng_state(shuffle, self.device),
+                "history": [list(row) for row in history],
+                **{key: stopping[key] for key in STOPPING_KEYS},
+            },
+        )

@@ -9,6 +9,7 @@ computed once per cell, and Adam updates one flat buffer of all parameters
 (:func:`scembed.vae.optim.flat_adam`).
 """
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from scembed.vae.device import resolve_device
 from scembed.vae.module import SIZE_FACTORS, VAE
 from scembed.vae.optim import flat_adam
 from scembed.vae.params import VAEParams
+from scembed.vae.stopping import EarlyStopping
 
 COUNTS_FIX = (
     "Pass the raw UMI/read counts (e.g. adata.layers['counts']), not normalised or log "
@@ -196,10 +198,63 @@ def train_vae(
     Raises ValueError on bad input and NonFiniteLossError if the loss or the embedding
     becomes NaN or infinite.
     """
+    split, train_idx, val_idx = _checked_input(counts, split, params, checkpoint_every)
+    device = resolve_device(params.device)
+    log(f"device: {device}")
+    data = TrainingData(counts, device, params.size_factor)
+    train_t = torch.as_tensor(train_idx, device=device)
+    val_t = torch.as_tensor(val_idx, device=device)
+
+    checkpointer = ckpt.Checkpointer(checkpoint, checkpoint_every, params, seed, data, split, log)
+    build = functools.partial(_build, counts.shape[1], params, seed, device)
+    model, optimizer, shuffle, saved = checkpointer.resume(build)  # saved: None, or resumed
+    first_epoch = saved["epoch"] + 1 if saved else 1
+    rows = [tuple(row) for row in saved["history"]] if saved else []
+    stopping = EarlyStopping.resumed(params.patience, saved)
+    for epoch in range(first_epoch, params.max_epochs + 1):
+        if stopping.stopped_early:  # the checkpoint was written by the epoch that stopped
+            break
+        start_time = time.perf_counter()
+        order = train_t[torch.randperm(len(train_t), generator=shuffle).to(device)]
+        weight = kl_weight(epoch, params.kl_warmup_epochs)
+        train = _train_epoch(model, optimizer, data, order, params, weight)
+        train_loss = _finite_loss(epoch, "training", *train, stopping.best_state)
+        validation = _evaluate(model, data, val_t, params.batch_size)
+        val_loss = _finite_loss(epoch, "validation", *validation, stopping.best_state)
+        seconds = time.perf_counter() - start_time
+        rows.append((epoch, train_loss, val_loss, seconds))
+        log(f"epoch {epoch}: train {train_loss:.4f}, validation {val_loss:.4f}, {seconds:.2f} s")
+        on_epoch(epoch)
+
+        if weight >= 1.0:  # while warming up, the model so far is not the one to keep
+            stopping.update(epoch, val_loss, model)
+        last = stopping.stopped_early or epoch == params.max_epochs
+        checkpointer.save_if_due(epoch, last, model, optimizer, shuffle, rows, stopping.state())
+
+    stop_reason = stopping.reason(params.max_epochs)
+    log(stop_reason)
+    model.load_state_dict(stopping.best_state)
+    latent = _embed(model, data, params.batch_size)
+    if not np.isfinite(latent).all():
+        raise NonFiniteLossError(
+            f"the embedding of the best epoch ({stopping.best_epoch}) is not finite; "
+            "set encoder_input: log1p or preset: stable",
+            stopping.best_epoch,
+            stopping.best_state,
+        )
+    history = pd.DataFrame(rows, columns=["epoch", "train_loss", "validation_loss", "seconds"])
+    return TrainResult(
+        latent, history, stopping.best_state, str(device), stop_reason, stopping.best_epoch
+    )
+
+
+def _checked_input(counts, split, params: VAEParams, checkpoint_every) -> tuple:
+    """(split as str, train indices, validation indices); ValueError (or DataError)
+    naming what is wrong with the counts, the split, the minibatch or checkpoint_every."""
     if counts.ndim != 2:
         raise ValueError(f"counts must be a 2-d cells x genes matrix, got shape {counts.shape}")
     check_counts(counts, "VAE input", fix=COUNTS_FIX)
-    n_cells, n_genes = counts.shape
+    n_cells = counts.shape[0]
     split = np.asarray(split).astype(str)
     if split.shape != (n_cells,):
         raise ValueError(f"split has shape {split.shape}, expected ({n_cells},), one per cell")
@@ -220,104 +275,11 @@ def train_vae(
         raise ValueError(
             "no validation cells: early stopping needs some; give the split a validation fraction"
         )
-
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int):
         raise ValueError(f"checkpoint_every: {checkpoint_every!r} must be an integer >= 0")
     if checkpoint_every < 0:
         raise ValueError(f"checkpoint_every: {checkpoint_every} must be >= 0 (0: never)")
-
-    device = resolve_device(params.device)
-    log(f"device: {device}")
-    data = TrainingData(counts, device, params.size_factor)
-    train_t = torch.as_tensor(train_idx, device=device)
-    val_t = torch.as_tensor(val_idx, device=device)
-
-    model, optimizer, shuffle = _build(n_genes, params, seed, device)
-    rows, best_state, best_loss, best_epoch, wait = [], None, float("inf"), 0, 0
-    stopped_early, start_epoch = False, 1
-    if checkpoint is not None:
-        run_fingerprint = ckpt.fingerprint(params, seed, device, ckpt.data_digest(data, split))
-        state = ckpt.load(checkpoint, run_fingerprint, log)
-        if state is not None:
-            try:
-                model.load_state_dict(state["model"])
-                optimizer.load_state_dict(state["optimizer"])
-                ckpt.set_rng_state(state["rng"], shuffle)
-            except (RuntimeError, ValueError, KeyError, TypeError) as err:
-                log(
-                    f"checkpoint {checkpoint} ignored: its state does not fit the model "
-                    f"({err}); training starts at epoch 1 and overwrites it"
-                )
-                model, optimizer, shuffle = _build(n_genes, params, seed, device)
-            else:
-                rows = [tuple(row) for row in state["history"]]
-                best_state, best_loss = state["best_state"], state["best_loss"]
-                best_epoch, wait = state["best_epoch"], state["wait"]
-                stopped_early, start_epoch = state["stopped_early"], state["epoch"] + 1
-                log(
-                    f"resumed from checkpoint {checkpoint} at epoch {state['epoch']}: "
-                    f"training continues with epoch {start_epoch}"
-                )
-
-    for epoch in range(start_epoch, params.max_epochs + 1):
-        if stopped_early:  # the checkpoint was written by the epoch that stopped
-            break
-        start_time = time.perf_counter()
-        order = train_t[torch.randperm(len(train_t), generator=shuffle).to(device)]
-        weight = kl_weight(epoch, params.kl_warmup_epochs)
-        train_reconst, train_kl = _train_epoch(model, optimizer, data, order, params, weight)
-        _check_finite(epoch, "training", train_reconst, train_kl, best_state)
-        val_reconst, val_kl = _evaluate(model, data, val_t, params.batch_size)
-        _check_finite(epoch, "validation", val_reconst, val_kl, best_state)
-        train_loss, val_loss = train_reconst + train_kl, val_reconst + val_kl
-        seconds = time.perf_counter() - start_time
-        rows.append((epoch, train_loss, val_loss, seconds))
-        log(f"epoch {epoch}: train {train_loss:.4f}, validation {val_loss:.4f}, {seconds:.2f} s")
-        on_epoch(epoch)
-
-        # while warming up, the model so far is not the one to keep
-        if weight >= 1.0 and val_loss < best_loss:
-            best_loss, best_epoch, wait = val_loss, epoch, 0
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        elif weight >= 1.0:
-            wait += 1
-            stopped_early = wait >= params.patience
-        last = stopped_early or epoch == params.max_epochs
-        if checkpoint is not None and checkpoint_every and (last or epoch % checkpoint_every == 0):
-            ckpt.save(
-                checkpoint,
-                {
-                    "fingerprint": run_fingerprint,
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "rng": ckpt.rng_state(shuffle, device),
-                    "history": [list(row) for row in rows],
-                    "best_state": best_state,
-                    "best_loss": best_loss,
-                    "best_epoch": best_epoch,
-                    "wait": wait,
-                    "stopped_early": stopped_early,
-                },
-            )
-    if stopped_early:
-        stop_reason = f"early stopping: no improvement in {params.patience} epochs"
-    else:
-        stop_reason = f"reached max_epochs ({params.max_epochs})"
-    stop_reason += f", best epoch {best_epoch}"
-    log(stop_reason)
-
-    model.load_state_dict(best_state)
-    latent = _embed(model, data, params.batch_size)
-    if not np.isfinite(latent).all():
-        raise NonFiniteLossError(
-            f"the embedding of the best epoch ({best_epoch}) is not finite; "
-            "set encoder_input: log1p or preset: stable",
-            best_epoch,
-            best_state,
-        )
-    history = pd.DataFrame(rows, columns=["epoch", "train_loss", "validation_loss", "seconds"])
-    return TrainResult(latent, history, best_state, str(device), stop_reason, best_epoch)
+    return split, train_idx, val_idx
 
 
 def _build(n_genes: int, params: VAEParams, seed: int, device: torch.device):
@@ -389,8 +351,9 @@ def _embed(model, data: TrainingData, batch_size: int) -> np.ndarray:
     return torch.cat(parts).cpu().numpy()
 
 
-def _check_finite(epoch: int, phase: str, reconst: float, kl: float, best_state) -> None:
-    """Raise NonFiniteLossError naming the non-finite term(s) and the fix."""
+def _finite_loss(epoch: int, phase: str, reconst: float, kl: float, best_state) -> float:
+    """The loss ``reconst + kl``; NonFiniteLossError naming the non-finite term(s) and
+    the fix when one is NaN or infinite."""
     terms = [
         name for name, value in (("reconstruction", reconst), ("KL", kl)) if not np.isfinite(value)
     ]
@@ -402,3 +365,4 @@ def _check_finite(epoch: int, phase: str, reconst: float, kl: float, best_state)
             epoch,
             best_state,
         )
+    return reconst + kl

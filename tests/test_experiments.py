@@ -1,0 +1,117 @@
+"""The study's grids (experiments/): what `make -C experiments` runs, and that each
+grid config validates and plans every run over the shared data."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, snakemake, write_config
+from dry_run import job_counts
+
+EXPERIMENTS = REPO / "experiments"
+SHARED_DATA = REPO.parent / "shared" / "data"
+GRIDS = ("ablation", "finalists", "genes", "likelihoods")
+
+
+def make_plan(target: str, *args: str, folder: Path = EXPERIMENTS) -> str:
+    """The commands `make -n target args` would run in ``folder``."""
+    result = subprocess.run(
+        ["make", "-n", target, *args], cwd=folder, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def grid_flags(*args: str) -> list[str]:
+    """The options `make -C experiments ablation` gives Snakemake besides its config."""
+    run = make_plan("ablation", *args).splitlines()[0]
+    return run.split("--profile profiles/local", 1)[1].split("--configfile")[0].split()
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+def test_each_grid_runs_its_config_from_the_repository_and_reports_it(grid):
+    run, report = make_plan(grid).splitlines()[:2]
+    assert run.startswith(f"cd {REPO} && ") and f"--configfile experiments/{grid}.yaml" in run
+    assert "--keep-going" in run
+    assert f"--report results/{grid}/report.html --configfile experiments/{grid}.yaml" in report
+
+
+def test_grid_jobs_take_one_thread_and_no_gpu_unless_asked():
+    """Hundreds of small training jobs: one thread each, one job per core; GPU=1 makes
+    them take turns on the one GPU of profiles/local (tests/test_faults_workflow.py runs
+    two at once with the default flags)."""
+    flags = grid_flags()
+    assert flags[flags.index("--set-threads") + 1 : flags.index("--set-resources")] == [
+        "train_vae=1",
+        "train_scvi=1",
+    ]
+    assert "train_vae:gpu=0" in flags and "train_scvi:gpu=0" in flags
+    assert "train_vae:gpu=1" in grid_flags("GPU=1")
+
+
+def test_datasets_and_extra_configs_narrow_the_run_and_its_report():
+    for datasets in ("kang_pbmc,worm_neuron", "kang_pbmc  worm_neuron"):
+        run, report = make_plan("ablation", f"DATASETS={datasets}").splitlines()[:2]
+        for command in (run, report):
+            assert "--config only_datasets=kang_pbmc,worm_neuron" in command
+    run, report = make_plan("ablation", "EXTRA=seeds.yaml").splitlines()[:2]
+    assert "--configfile experiments/ablation.yaml seeds.yaml" in run
+    assert "--configfile experiments/ablation.yaml seeds.yaml" in report
+
+
+def test_make_report_reports_the_config_it_is_given():
+    """The top-level `make report` takes the config and the report's path explicitly
+    (defaults: the book's run); make run and make demo pass their own."""
+    default = make_plan("report", folder=REPO)
+    assert "snakemake --report results/report.html --configfile config/config.yaml" in default
+    mine = make_plan("report", "CONFIG=my.yaml", "REPORT=out/r.html", folder=REPO)
+    assert "snakemake --report out/r.html --configfile my.yaml" in mine
+    demo = make_plan("demo", folder=REPO)
+    assert "--configfile config/demo.yaml" in demo
+    assert "report CONFIG=config/demo.yaml REPORT=results/demo/report.html" in demo
+
+
+def test_tables_copies_only_finished_grids(tmp_path):
+    """`make -C experiments tables` puts each finished grid's workflow-written tables in
+    place and names the grids that have not run."""
+    repo = tmp_path / "repo"
+    (repo / "experiments").mkdir(parents=True)
+    (repo / "experiments" / "Makefile").write_text((EXPERIMENTS / "Makefile").read_text())
+    summary = repo / "results" / "genes" / "summary"
+    summary.mkdir(parents=True)
+    for name in ("summary.md", "effects.md", "comparison.tsv", "paired_effects.png"):
+        (summary / name).write_text(f"{name} of genes\n")
+    result = subprocess.run(
+        ["make", "-s", "tables"], cwd=repo / "experiments", capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    copied = repo / "experiments" / "results" / "genes" / "effects.md"
+    assert copied.read_text() == "effects.md of genes\n"
+    assert "ablation: no finished run" in result.stdout
+    assert not (repo / "experiments" / "results" / "ablation").exists()
+
+
+@pytest.mark.workflow
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is absent")
+@pytest.mark.parametrize("grid", ["ablation", "finalists", "genes"])
+def test_grid_config_plans_every_run(tmp_path, grid):
+    """Each grid's config validates and plans every dataset x method x seed, the real
+    datasets read in place from ../shared/data (paths relative to the repository)."""
+    config = yaml.safe_load((EXPERIMENTS / f"{grid}.yaml").read_text())
+    for dataset in config["datasets"].values():
+        if "path" in dataset:
+            dataset["path"] = str((REPO / dataset["path"]).resolve())
+            assert Path(dataset["path"]).is_file(), dataset["path"]
+    configfile = write_config(tmp_path / "grid.yaml", config)
+    result = snakemake(tmp_path, "-n", "--configfile", str(configfile), timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    plan = job_counts(result.stdout)
+    n_runs = len(config["datasets"]) * len(config["methods"]) * len(config["seeds"])
+    kinds = [spec["kind"] for spec in config["methods"].values()]
+    n_per_method = len(config["datasets"]) * len(config["seeds"])
+    assert plan["cluster"] == n_runs and plan["preprocess"] == len(config["datasets"])
+    assert plan.get("train_vae", 0) == kinds.count("vae") * n_per_method
+    assert plan["compare"] == 1
