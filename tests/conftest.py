@@ -207,6 +207,11 @@ def serve(routes: dict):
         thread.join()
 
 
+def warnings_of(caplog) -> list[str]:
+    """The messages that scembed.sources logged (an import's repairs)."""
+    return [r.getMessage() for r in caplog.records if r.name == "scembed.sources"]
+
+
 def labelled_h5ad(path: Path, layer: bool = False) -> np.ndarray:
     """An h5ad file with integer counts (in X, or in a layer with log-normalised X)."""
     rng = np.random.default_rng(1)

@@ -1,110 +1,78 @@
-"""Scores beyond the book: matched-k Leiden, k-means, silhouette, kNN transfer."""
+"""Evaluation of an embedding (scembed.evaluate): every cell is clustered, and only the
+labelled cells are scored, each score that of the labelled cells alone."""
+
+from __future__ import annotations
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
-import scipy.sparse as sp
+from conftest import schema_defaults
 from sklearn import metrics as skm
 
-from scembed.cluster import leiden_matched
-from scembed.metrics import (
-    cluster_scores,
-    kmeans_clusters,
-    knn_transfer_accuracy,
-    label_silhouette,
-)
+from scembed.checks import normalise_labels
+from scembed.embedding import EMBEDDING_KEY
+from scembed.evaluate import evaluate_embedding
 
 
-def test_cluster_scores_match_sklearn_and_hand_computed():
-    labels = np.array(["a", "a", "a", "b", "b", "b"])
-    clusters = np.array([0, 0, 1, 1, 2, 2])
-    scores = cluster_scores(labels, clusters)
-    assert scores["ari"] == pytest.approx(skm.adjusted_rand_score(labels, clusters))
-    assert scores["nmi"] == pytest.approx(skm.normalized_mutual_info_score(labels, clusters))
-    assert scores["ami"] == pytest.approx(skm.adjusted_mutual_info_score(labels, clusters))
-    assert scores["n_clusters"] == 3
-    # by hand: pairs within a cluster: 1+1+1 = 3, within a label: 3+3 = 6, both: 1+0+1 = 2;
-    # 15 pairs, expected index 3*6/15 = 1.2, max index (3+6)/2 = 4.5
-    assert scores["ari"] == pytest.approx((2 - 1.2) / (4.5 - 1.2))
-    perfect = cluster_scores(labels, ["x", "x", "x", "y", "y", "y"])
-    assert perfect["ari"] == perfect["nmi"] == perfect["ami"] == pytest.approx(1.0)
-
-
-def ring_of_cliques(n_cliques: int, size: int) -> ad.AnnData:
-    """Cliques joined in a ring by single edges: Leiden can find any count up to n_cliques."""
-    n = n_cliques * size
-    adjacency = np.zeros((n, n))
-    for c in range(n_cliques):
-        block = slice(c * size, (c + 1) * size)
-        adjacency[block, block] = 1
-        a, b = c * size, ((c + 1) % n_cliques) * size + 1
-        adjacency[a, b] = adjacency[b, a] = 1
-    np.fill_diagonal(adjacency, 0)
-    adata = ad.AnnData(X=np.zeros((n, 1)))
-    adata.obsp["connectivities"] = sp.csr_matrix(adjacency)
-    adata.obsp["distances"] = sp.csr_matrix(adjacency)
-    adata.uns["neighbors"] = {
-        "connectivities_key": "connectivities",
-        "distances_key": "distances",
-        "params": {"method": "umap"},
-    }
+def partly_labelled(n: int = 300, n_missing: int = 30, seed: int = 0) -> ad.AnnData:
+    """An embedding of three blobs; ``n_missing`` cells have no label (NaN)."""
+    rng = np.random.default_rng(seed)
+    truth = np.repeat(["a", "b", "c"], n // 3)
+    centres = {"a": (0, 0, 0), "b": (5, 0, 0), "c": (0, 5, 0)}
+    X = np.array([centres[t] for t in truth]) + rng.normal(scale=1.2, size=(n, 3))
+    labels = pd.Series(truth, dtype=object)
+    labels[rng.choice(n, n_missing, replace=False)] = np.nan
+    split = np.where(rng.random(n) < 0.2, "test", "train")
+    obs = pd.DataFrame(
+        {"cell_type": normalise_labels(labels), "split": split},
+        index=[f"c{i}" for i in range(n)],
+    )
+    adata = ad.AnnData(obs=obs, obsm={EMBEDDING_KEY: X.astype(np.float32)})
+    adata.uns["label_key"] = "cell_type"
     return adata
 
 
-@pytest.mark.parametrize("target", [3, 4, 12])
-def test_bisection_reaches_the_number_of_clusters(target):
-    adata = ring_of_cliques(n_cliques=12, size=8)
-    result = leiden_matched(adata, target, seed=0, flavor="leidenalg", directed=False)
-    assert result["exact"]
-    assert result["n_clusters"] == target
-    assert adata.obs["leiden_matched"].nunique() == target
-    assert result["steps"] <= 30
+CLUSTER = {
+    **schema_defaults("cluster"),
+    **{"n_neighbors": 10, "knn_k": 5, "kmeans_n_init": 4, "bisection_max_steps": 20},
+}
 
 
-def test_bisection_reports_when_it_cannot_match():
-    adata = ring_of_cliques(n_cliques=4, size=5)
-    result = leiden_matched(adata, 50, seed=0, max_steps=6, flavor="leidenalg", directed=False)
-    assert not result["exact"]
-    assert result["n_clusters"] < 50
-    assert result["steps"] == 6
+def test_unlabelled_cells_are_clustered_but_not_scored():
+    adata = partly_labelled()
+    scores = evaluate_embedding(adata, seed=0, **CLUSTER)
+    scored = adata.obs["cell_type"].notna().to_numpy()
+    assert scores["n_scored"] == 270 and scores["n_labels"] == 3
+    # every cell got a cluster ...
+    for key in ("leiden", "leiden_matched", "kmeans"):
+        assert adata.obs[key].notna().all(), key
+    # ... and each score is the one computed on the labelled cells alone
+    labels = adata.obs["cell_type"].astype(str).to_numpy()[scored]
+    X = adata.obsm[EMBEDDING_KEY][scored]
+    for prefix, key in (("", "leiden"), ("matched_", "leiden_matched"), ("kmeans_", "kmeans")):
+        clusters = adata.obs[key].astype(str).to_numpy()[scored]
+        assert scores[f"{prefix}ari"] == pytest.approx(skm.adjusted_rand_score(labels, clusters))
+        assert scores[f"{prefix}nmi"] == pytest.approx(
+            skm.normalized_mutual_info_score(labels, clusters)
+        )
+    assert scores["silhouette"] == pytest.approx(skm.silhouette_score(X, labels))
+    split = adata.obs["split"].to_numpy()[scored]
+    from sklearn.neighbors import KNeighborsClassifier
+
+    knn = KNeighborsClassifier(n_neighbors=5).fit(X[split == "train"], labels[split == "train"])
+    expected = (knn.predict(X[split == "test"]) == labels[split == "test"]).mean()
+    assert scores["knn_accuracy"] == pytest.approx(expected)
+    assert scores["matched_n_clusters"] == 3
 
 
-def test_bisection_stops_at_its_time_bound():
-    adata = ring_of_cliques(n_cliques=12, size=8)
-    unbounded = leiden_matched(adata, 4, seed=0, flavor="leidenalg", directed=False)
-    assert unbounded["exact"] and unbounded["steps"] > 1 and not unbounded["timed_out"]
-    bounded = leiden_matched(adata, 4, seed=0, max_seconds=1e-9, flavor="leidenalg", directed=False)
-    assert bounded["steps"] == 1  # the first run always happens, no other starts
-    assert bounded["timed_out"] and not bounded["exact"]
-    assert bounded["n_clusters"] == adata.obs["leiden_matched"].nunique()
-
-
-def blobs(seed=0, n=300):
-    rng = np.random.default_rng(seed)
-    labels = np.repeat(["a", "b", "c"], n // 3)
-    centres = {"a": (0, 0), "b": (6, 0), "c": (0, 6)}
-    points = np.array([centres[label] for label in labels]) + rng.normal(size=(n, 2))
-    return points, labels
-
-
-def test_kmeans_is_deterministic_and_recovers_blobs():
-    points, labels = blobs()
-    first = kmeans_clusters(points, 3, seed=1)
-    assert np.array_equal(first, kmeans_clusters(points, 3, seed=1))
-    assert skm.adjusted_rand_score(labels, first) > 0.9
-
-
-def test_silhouette_and_knn_transfer():
-    points, labels = blobs()
-    silhouette = label_silhouette(points, labels, seed=0)
-    assert silhouette == pytest.approx(skm.silhouette_score(points, labels))
-    shuffled = np.random.default_rng(0).permutation(labels)
-    assert label_silhouette(points, shuffled, seed=0) < 0.05 < silhouette
-
-    split = np.where(np.arange(len(labels)) % 5 == 0, "test", "train")
-    assert knn_transfer_accuracy(points, labels, split, k=5) > 0.95
-    # hand case: the one test cell sits on the "b" training cells
-    tiny = np.array([[0.0], [0.1], [5.0], [5.1], [5.05]])
-    tiny_labels = np.array(["a", "a", "b", "b", "a"])
-    tiny_split = np.array(["train", "train", "train", "train", "test"])
-    assert knn_transfer_accuracy(tiny, tiny_labels, tiny_split, k=2) == 0.0
+def test_the_same_scores_as_the_labelled_cells_alone_when_clustered_alike():
+    """k-means on the same embedding: with and without the unlabelled cells, the score of
+    the labelled cells is that of their own clustering (unlabelled never a class)."""
+    adata = partly_labelled(n_missing=0)
+    full = evaluate_embedding(adata.copy(), seed=0, **CLUSTER)
+    assert full["n_scored"] == 300 and full["n_labels"] == 3
+    half = partly_labelled(n_missing=150)
+    scores = evaluate_embedding(half, seed=0, **CLUSTER)
+    assert scores["n_labels"] == 3 and scores["n_scored"] == 150
+    assert scores["kmeans_ari"] > 0.8  # blobs: the labelled half is still well recovered

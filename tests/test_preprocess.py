@@ -11,11 +11,14 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 from conftest import schema_defaults
+from test_sources_finishing import counts_adata
 
 from scembed.checks import DataError
 from scembed.preprocess import count_variance, preprocess, select_genes, split_cells
+from scembed.sources import finish
 
 DEFAULTS = schema_defaults("preprocess")
+PREPROCESS = DEFAULTS  # as test_preprocess_never_normalises_a_cell_of_total_zero names them
 SPLIT = {"n_top_genes": 40, "min_genes": 12, "test_fraction": 0.1, "split_seed": 3}
 N_CELLS, N_GENES = 300, 80
 
@@ -244,3 +247,19 @@ def test_preprocess_shares_the_count_pattern_and_keeps_the_counts(raw):
     per_cell = np.repeat(np.asarray(counts.sum(axis=1)).ravel(), np.diff(counts.indptr))
     expected_x = np.log1p(counts.data / per_cell * DEFAULTS["target_sum"])
     np.testing.assert_allclose(adata.X.data, expected_x, rtol=1e-5)
+
+
+def test_preprocess_never_normalises_a_cell_of_total_zero():
+    """A cell whose counts all lie outside the kept genes is dropped even with min_genes 0,
+    so normalize_total never divides by zero; X stays finite."""
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(3.0, size=(60, 12))
+    counts[:, 10:] = 0
+    counts[:5, :10] = 0
+    counts[:5, 10] = 1  # these five cells: counts only in a low-variance gene, not kept
+    raw = finish(counts_adata(counts), "cell_type", "cells.h5ad", {})
+    params = {**PREPROCESS, "n_top_genes": 10, "min_genes": 0}
+    adata = preprocess(raw, **params)
+    assert adata.uns["preprocess"]["cells_dropped"] == 5
+    assert adata.n_obs == 55 and np.isfinite(adata.X.toarray()).all()
+    assert (np.asarray(adata.layers["counts"].sum(axis=1)).ravel() > 0).all()

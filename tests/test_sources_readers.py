@@ -1,19 +1,26 @@
-"""The readers of scembed.sources.readers: an h5ad file, 10x output, scanpy's pbmc68k."""
+"""The readers of scembed.sources.readers: an h5ad file, 10x output, scanpy's pbmc68k; a
+damaged file refused with the fix, and X normalised refused with where the counts are."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
+import re
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.io
 import scipy.sparse as sp
-from conftest import labelled_h5ad
+from conftest import labelled_h5ad, warnings_of
 
 from scembed.checks import DataError
 from scembed.sources import load_dataset, read_pbmc68k
+
+H5AD = {"source": "h5ad", "label_key": "cell_type", "counts_layer": "X"}
 
 # --------------------------------------------------------------------------- h5ad, 10x
 
@@ -108,6 +115,152 @@ def test_10x_missing_label_column(tmp_path, tenx):
     spec = {"source": "10x", "label_key": "cell_type"}
     with pytest.raises(DataError, match=r"no label column 'cell_type'.*\['celltype'\]"):
         load_dataset(spec, {"path": str(folder), "labels": str(labels)})
+
+
+# --------------------------------------------------------------------------- damaged files
+
+
+@pytest.fixture
+def tenx_folder(tmp_path) -> Path:
+    rng = np.random.default_rng(3)
+    barcodes = [f"{'ACGT'[i % 4] * 8}-{i}" for i in range(6)]
+    folder = tmp_path / "filtered_feature_bc_matrix"
+    write_10x(folder, rng.poisson(2.0, size=(6, 4)) + 1, barcodes, ["A", "B", "C", "D"])
+    (tmp_path / "labels.tsv").write_text(
+        "barcode\tcell_type\n" + "".join(f"{b}\tt{i % 2}\n" for i, b in enumerate(barcodes))
+    )
+    return folder
+
+
+def load_10x(folder: Path):
+    spec = {"source": "10x", "label_key": "cell_type"}
+    return load_dataset(spec, {"path": str(folder), "labels": str(folder.parent / "labels.tsv")})
+
+
+def test_10x_folder_reads_with_duplicated_gene_names_logged(tenx_folder, caplog):
+    with gzip.open(tenx_folder / "features.tsv.gz", "wt") as handle:
+        handle.write("".join(f"ENSG{j}\t{g}\tGene Expression\n" for j, g in enumerate("AABC")))
+    with caplog.at_level(logging.INFO):
+        adata = load_10x(tenx_folder)
+    assert list(adata.var_names) == ["A", "A-1", "B", "C"]
+    assert any("1 gene names occur more than once" in m for m in warnings_of(caplog))
+
+
+def test_10x_folder_without_barcodes(tenx_folder):
+    (tenx_folder / "barcodes.tsv.gz").unlink()
+    with pytest.raises(DataError) as err:
+        load_10x(tenx_folder)
+    message = str(err.value)
+    assert message.startswith(f"{tenx_folder}: the 10x matrix folder lacks barcodes.tsv.gz")
+    assert "matrix.mtx.gz, features.tsv.gz, barcodes.tsv.gz" in message
+    assert "Copy the whole filtered_feature_bc_matrix folder" in message
+
+
+def test_10x_folder_with_a_garbage_matrix(tenx_folder):
+    with gzip.open(tenx_folder / "matrix.mtx.gz", "wb") as handle:
+        handle.write(b"this is not a matrix market file\n1 2 3\n")
+    with pytest.raises(DataError) as err:
+        load_10x(tenx_folder)
+    message = str(err.value)
+    assert message.startswith(f"{tenx_folder}: cannot be read as a 10x matrix folder")
+    assert "copy it again from Cell Ranger's outs/ folder" in message
+
+
+def test_10x_h5_truncated(tenx_folder):
+    import h5py
+
+    h5 = tenx_folder.parent / "filtered_feature_bc_matrix.h5"
+    with h5py.File(h5, "w") as f:
+        f.create_dataset("matrix/data", data=np.arange(1000))
+    h5.write_bytes(h5.read_bytes()[:600])  # cut short, as by an interrupted copy
+    with pytest.raises(DataError, match=re.escape(f"{h5}: cannot be read as a 10x .h5 file")):
+        load_10x(h5)
+    text = tenx_folder.parent / "notes.txt"
+    text.write_text("not 10x")
+    with pytest.raises(DataError, match="needs a .h5 file or a matrix folder"):
+        load_10x(text)
+
+
+def test_h5ad_truncated(tmp_path):
+    path = tmp_path / "cells.h5ad"
+    labelled_h5ad(path)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(DataError) as err:
+        load_dataset(H5AD, {"path": str(path)})
+    assert str(err.value).startswith(f"{path}: cannot be read as an AnnData file")
+    assert "copy or write it again" in str(err.value)
+
+
+# --------------------------------------------------------------------------- where the counts are
+
+
+def normalised_h5ad(path: Path, where: str) -> tuple[np.ndarray, list[str]]:
+    """An h5ad with log-normalised X (8 genes) and the integer counts in ``layers["counts"]``
+    (``where="layer"``) or in ``.raw`` with two more genes (``where="raw"``)."""
+    rng = np.random.default_rng(4)
+    counts = rng.poisson(2.0, size=(20, 10)).astype(np.float32) + (np.arange(10) == 0)
+    genes = [f"g{j}" for j in range(10)]
+    obs = pd.DataFrame(
+        {"cell_type": [f"t{i % 3}" for i in range(20)]}, [f"c{i}" for i in range(20)]
+    )
+    full = ad.AnnData(X=sp.csr_matrix(counts), obs=obs, var=pd.DataFrame(index=genes))
+    logged = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4)
+    if where == "raw":
+        full.raw = full.copy()
+        full = full[:, :8].copy()
+        full.X = sp.csr_matrix(logged[:, :8])
+    else:
+        full.layers["counts"] = full.X.copy()
+        full.X = sp.csr_matrix(logged)
+    full.write_h5ad(path)
+    return counts, genes
+
+
+def test_normalised_x_names_the_layer_of_the_counts(tmp_path):
+    path = tmp_path / "cells.h5ad"
+    normalised_h5ad(path, "layer")
+    with pytest.raises(DataError) as err:
+        load_dataset(H5AD, {"path": str(path)})
+    message = str(err.value)
+    assert message.startswith(f"{path}: the counts must be non-negative integers")
+    assert message.endswith(
+        "X looks normalised or transformed; the integer counts are in layers['counts']: "
+        "set `counts_layer: counts` for this dataset."
+    )
+
+
+def test_normalised_x_names_raw_and_counts_layer_raw_reads_it(tmp_path):
+    path = tmp_path / "cells.h5ad"
+    counts, genes = normalised_h5ad(path, "raw")
+    with pytest.raises(DataError) as err:
+        load_dataset(H5AD, {"path": str(path)})
+    assert str(err.value).endswith(
+        "the integer counts are in .raw.X: set `counts_layer: raw` for this dataset."
+    )
+    adata = load_dataset({**H5AD, "counts_layer": "raw"}, {"path": str(path)})
+    assert list(adata.var_names) == genes  # .raw's ten genes, not X's eight
+    np.testing.assert_array_equal(adata.X.toarray(), counts)
+
+
+def test_counts_layer_raw_without_raw(tmp_path):
+    path = tmp_path / "cells.h5ad"
+    normalised_h5ad(path, "layer")
+    with pytest.raises(DataError) as err:
+        load_dataset({**H5AD, "counts_layer": "raw"}, {"path": str(path)})
+    assert str(err.value) == (
+        f"{path}: there is no layer 'raw' (`raw` reads .raw.X; this file has no .raw); the "
+        "layers are ['counts']. Set `counts_layer` to one of them, or `X`."
+    )
+
+
+def test_normalised_x_without_counts_anywhere_keeps_the_general_fix(tmp_path):
+    path = tmp_path / "cells.h5ad"
+    normalised_h5ad(path, "layer")
+    adata = ad.read_h5ad(path)
+    del adata.layers["counts"]
+    adata.write_h5ad(path)
+    with pytest.raises(DataError, match="is not an integer. Point the dataset at raw UMI counts"):
+        load_dataset(H5AD, {"path": str(path)})
 
 
 # --------------------------------------------------------------------------- pbmc68k

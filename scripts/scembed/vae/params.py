@@ -79,7 +79,7 @@ PRESETS: dict[str, dict] = {
     },
 }
 """Named starting points: ``book`` reproduces the chapter, ``stable`` fixes its fragility,
-``improved`` is the combination the ablation supports (README, "Beyond the book")."""
+``improved`` is the combination the ablation supports (experiments/README.md)."""
 
 CHOICES = {
     "likelihood": tuple(LIKELIHOODS),

@@ -1,4 +1,5 @@
-"""Training loop: parameters, device, size factors, determinism, early stopping, errors."""
+"""The training loop (scembed.vae.train): size factors, determinism, sparse input, early
+stopping, each lever's effect on training, and errors."""
 
 import dataclasses
 
@@ -9,64 +10,15 @@ import scipy.sparse as sp
 import torch
 from conftest import TRAIN_CELLS, TRAIN_GENES, quiet, short_params
 
+from scembed.preprocess import split_cells
 from scembed.vae import train as train_module
-from scembed.vae.device import resolve_device
 from scembed.vae.module import VAE, LossOutput
-from scembed.vae.optim import flat_adam
-from scembed.vae.params import BOOK, PRESETS, VAEParams, resolve_params
-from scembed.vae.train import NonFiniteLossError, size_factors, train_vae
+from scembed.vae.params import resolve_params
+from scembed.vae.train import NonFiniteLossError, kl_weight, size_factors, train_vae
 
 N_CELLS, N_GENES = TRAIN_CELLS, TRAIN_GENES
 pytestmark = pytest.mark.usefixtures("one_thread")
 _params, _quiet = short_params, quiet
-
-
-# --- parameters and device ---------------------------------------------------------------
-
-
-def test_presets_and_overrides():
-    assert resolve_params({}) == VAEParams(**BOOK)
-    assert PRESETS["book"] == dataclasses.asdict(resolve_params({"preset": "book"}))
-    stable = resolve_params({"preset": "stable", "lr": 5e-4})
-    assert stable.encoder_input == "log1p" and stable.posterior_scale == "exp_logvar"
-    assert stable.lr == 5e-4 and stable.likelihood == "zinb" and stable.batch_size == 100
-    book = resolve_params({"preset": "book", "likelihood": "nb", "encoder_input": "log1p"})
-    assert book.likelihood == "nb" and book.encoder_input == "log1p"
-    assert book.posterior_scale == "softplus"
-
-
-@pytest.mark.parametrize(
-    ("params", "match"),
-    [
-        ({"n_latnt": 5}, "n_latnt.*allowed"),
-        ({"preset": "fast"}, "fast.*book"),
-        ({"likelihood": "gaussian"}, "gaussian.*zinb"),
-        ({"size_factor": "dense"}, "dense.*library"),
-        ({"batch_size": 0}, "batch_size"),
-        ({"max_epochs": 2.5}, "max_epochs"),
-        ({"lr": -1}, "lr"),
-        ({"device": "gpu"}, "gpu.*cuda"),
-        ({"drop_last": "yes"}, "drop_last"),
-    ],
-)
-def test_bad_params_raise(params, match):
-    with pytest.raises(ValueError, match=match):
-        resolve_params(params)
-
-
-def test_resolve_device():
-    assert resolve_device("cpu") == torch.device("cpu")
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert resolve_device("auto").type == expected
-    with pytest.raises(ValueError, match="tpu"):
-        resolve_device("tpu")
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
-@pytest.mark.parametrize("name", ["cuda", "cuda:1"])
-def test_cuda_without_cuda_says_how_to_fix(name):
-    with pytest.raises(RuntimeError, match="device: auto or cpu"):
-        resolve_device(name)
 
 
 # --- size factors ------------------------------------------------------------------------
@@ -84,46 +36,6 @@ def test_size_factors_equal_the_books_dense_matrix():
     expected = x.sum(1)[idx.numpy()] / x.sum(1).mean()
     np.testing.assert_allclose(
         np.broadcast_to(library.numpy(), (5, 7)), np.repeat(expected[:, None], 7, 1)
-    )
-
-
-# --- optimiser ---------------------------------------------------------------------------
-
-
-def test_flat_adam_steps_like_adam_and_keeps_state_dict_working():
-    x = torch.poisson(torch.full((30, 12), 2.0), generator=torch.Generator().manual_seed(0))
-    size_factor = x.sum(1, keepdim=True) / x.sum(1).mean()
-    torch.manual_seed(0)
-    flat_model = VAE(12, n_latent=3, n_hidden=8)
-    reference_model = VAE(12, n_latent=3, n_hidden=8)
-    reference_model.load_state_dict(flat_model.state_dict())
-    keys = {k: v.shape for k, v in flat_model.state_dict().items()}
-    flat_optimizer = flat_adam(flat_model, lr=1e-2)
-    # fused like flat_adam: the biases before BatchNorm get gradients of pure rounding
-    # noise, which Adam scales up to full steps, so Adam variants differ there
-    reference_optimizer = torch.optim.Adam(reference_model.parameters(), lr=1e-2, fused=True)
-
-    def step(model, optimizer, set_to_none):
-        torch.manual_seed(1)  # the same z sample in both models
-        optimizer.zero_grad(set_to_none=set_to_none)
-        model.loss(x, size_factor).loss.backward()
-        optimizer.step()
-
-    start = {k: v.clone() for k, v in flat_model.state_dict().items()}
-    for _ in range(3):
-        step(flat_model, flat_optimizer, False)
-        step(reference_model, reference_optimizer, True)
-    assert {k: v.shape for k, v in flat_model.state_dict().items()} == keys
-    for key, value in reference_model.state_dict().items():
-        torch.testing.assert_close(flat_model.state_dict()[key], value, rtol=1e-5, atol=1e-6)
-    # Restoring a state writes into the flat buffer, which the optimiser keeps updating.
-    flat_model.load_state_dict(start)
-    torch.testing.assert_close(
-        flat_model.decoder.rate_decoder.weight, start["decoder.rate_decoder.weight"]
-    )
-    step(flat_model, flat_optimizer, False)
-    assert not torch.equal(
-        flat_model.decoder.rate_decoder.weight, start["decoder.rate_decoder.weight"]
     )
 
 
@@ -178,6 +90,38 @@ def test_sparse_counts_stay_sparse_and_give_the_dense_results(data):
         )
 
 
+def test_sparse_training_data_equals_dense_with_empty_rows_and_unsorted_indices():
+    """The chunked sparse sums (one reused buffer) equal the dense ones exactly, with an
+    empty cell, a chunk boundary inside the matrix, and unsorted CSR indices, which are
+    sorted on a copy: the caller's matrix is left as it was."""
+    from scembed.vae.train import TrainingData
+
+    rng = np.random.default_rng(0)
+    dense = rng.poisson(0.5, size=(37, 12)).astype(np.float32)
+    dense[5] = 0.0  # an empty cell
+    dense[-1] = 0.0  # ... and the last one, past the last chunk's stored values
+    csr = sp.csr_matrix(dense)
+    order = np.concatenate(
+        [
+            rng.permutation(np.arange(a, b))
+            for a, b in zip(csr.indptr[:-1], csr.indptr[1:], strict=True)
+        ]
+    )
+    unsorted = sp.csr_matrix((csr.data[order], csr.indices[order], csr.indptr), shape=csr.shape)
+    unsorted.has_sorted_indices = False
+    indices_before = unsorted.indices.copy()
+    cpu = torch.device("cpu")
+    sparse = TrainingData(unsorted, cpu, "book", chunk_size=8)
+    reference = TrainingData(dense, cpu, "book", chunk_size=8)
+    assert torch.equal(sparse.log_factorial, reference.log_factorial)
+    assert torch.equal(sparse.row_sums, reference.row_sums)
+    assert torch.equal(sparse.col_sums, reference.col_sums)
+    assert sparse.total == reference.total
+    idx = torch.arange(37)
+    assert torch.equal(sparse.counts(idx), reference.counts(idx))
+    np.testing.assert_array_equal(unsorted.indices, indices_before)
+
+
 def test_early_stopping_restores_the_best_state(data):
     counts, split = data
     params = _params(patience=2, max_epochs=200, lr=1e-2)
@@ -210,6 +154,68 @@ def test_training_lowers_the_validation_loss(data):
     result = train_vae(counts, split, _params(max_epochs=8, lr=1e-2), seed=0, log=_quiet)
     losses = result.history["validation_loss"]
     assert losses.min() < losses.iloc[0]
+
+
+def test_vae_trains_finite_on_kept_genes_without_counts(one_thread):
+    """Genes without any count among the kept genes (n_top_genes above the genes seen)
+    give a finite loss and embedding with the book's size factor."""
+    from scembed.vae.train import train_vae
+
+    rng = np.random.default_rng(1)
+    counts = rng.poisson(2.0, size=(120, 20))
+    counts[:, :4] = 0
+    split = split_cells(120, 0.2, 0.0, 0)
+    result = train_vae(counts, split, short_params(batch_size=20), seed=0, log=lambda _: None)
+    assert np.isfinite(result.latent).all()
+    assert np.isfinite(result.history[["train_loss", "validation_loss"]].to_numpy()).all()
+
+
+# --- the levers --------------------------------------------------------------------------
+
+
+def test_kl_warmup_schedule_and_its_effect_on_training(data):
+    assert [kl_weight(e, 0) for e in (1, 2, 50)] == [1.0, 1.0, 1.0]
+    assert [kl_weight(e, 4) for e in (1, 2, 3, 4, 5, 9)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    counts, split = data
+    plain = train_vae(counts, split, _params(max_epochs=6), seed=0, log=_quiet)
+    warm = train_vae(counts, split, _params(max_epochs=6, kl_warmup_epochs=3), seed=0, log=_quiet)
+    # epoch 1 has the same initial weights and batches: only the KL weight (0) differs,
+    # and the reported training loss is the full negative ELBO either way
+    assert warm.history["train_loss"].iloc[0] != plain.history["train_loss"].iloc[0]
+    assert warm.best_epoch >= 4  # epochs of the warm-up are never kept
+    assert len(warm.history) == 6
+
+
+def test_each_lever_changes_the_trained_embedding(data):
+    counts, split = data
+    book = train_vae(counts, split, _params(), seed=0, log=_quiet).latent
+    for lever in (
+        {"dropout": 0.1},
+        {"weight_decay": 1e-2},
+        {"adam_eps": 0.01},
+        {"decoder_output": "softmax", "size_factor": "observed"},
+        {"size_factor": "observed"},
+        {"kl_warmup_epochs": 2},
+    ):
+        latent = train_vae(counts, split, _params(**lever), seed=0, log=_quiet).latent
+        assert np.isfinite(latent).all() and not np.allclose(latent, book), lever
+
+
+def test_improved_preset_is_finite_on_counts_in_the_thousands():
+    """Genes with thousands of counts per cell (as in a pancreas set whose top genes do)."""
+    rng = np.random.default_rng(0)
+    n_cells, n_genes = 300, 60
+    labels = rng.integers(0, 3, n_cells)
+    means = rng.lognormal(2.0, 2.0, (3, n_genes))
+    means[:, :5] = rng.uniform(2000, 8000, (3, 5))
+    counts = rng.poisson(means[labels] * rng.lognormal(0, 0.5, (n_cells, 1)))
+    assert counts.max() > 5000
+    split = np.array(["train"] * 250 + ["validation"] * 40 + ["test"] * 10)
+    short = {"max_epochs": 5, "kl_warmup_epochs": 2, "n_hidden": 32, "device": "cpu"}
+    params = resolve_params({"preset": "improved", **short})
+    result = train_vae(counts, split, params, seed=0, log=_quiet)
+    assert np.isfinite(result.latent).all()
+    assert np.isfinite(result.history[["train_loss", "validation_loss"]].to_numpy()).all()
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -278,35 +284,3 @@ def test_non_finite_embedding_raises(data, monkeypatch):
     with pytest.raises(NonFiniteLossError, match="embedding") as info:
         train_vae(counts, split, _params(max_epochs=1), seed=0, log=_quiet)
     assert info.value.best_state is not None
-
-
-def test_sparse_training_data_equals_dense_with_empty_rows_and_unsorted_indices():
-    """The chunked sparse sums (one reused buffer) equal the dense ones exactly, with an
-    empty cell, a chunk boundary inside the matrix, and unsorted CSR indices, which are
-    sorted on a copy: the caller's matrix is left as it was."""
-    from scembed.vae.train import TrainingData
-
-    rng = np.random.default_rng(0)
-    dense = rng.poisson(0.5, size=(37, 12)).astype(np.float32)
-    dense[5] = 0.0  # an empty cell
-    dense[-1] = 0.0  # ... and the last one, past the last chunk's stored values
-    csr = sp.csr_matrix(dense)
-    order = np.concatenate(
-        [
-            rng.permutation(np.arange(a, b))
-            for a, b in zip(csr.indptr[:-1], csr.indptr[1:], strict=True)
-        ]
-    )
-    unsorted = sp.csr_matrix((csr.data[order], csr.indices[order], csr.indptr), shape=csr.shape)
-    unsorted.has_sorted_indices = False
-    indices_before = unsorted.indices.copy()
-    cpu = torch.device("cpu")
-    sparse = TrainingData(unsorted, cpu, "book", chunk_size=8)
-    reference = TrainingData(dense, cpu, "book", chunk_size=8)
-    assert torch.equal(sparse.log_factorial, reference.log_factorial)
-    assert torch.equal(sparse.row_sums, reference.row_sums)
-    assert torch.equal(sparse.col_sums, reference.col_sums)
-    assert sparse.total == reference.total
-    idx = torch.arange(37)
-    assert torch.equal(sparse.counts(idx), reference.counts(idx))
-    np.testing.assert_array_equal(unsorted.indices, indices_before)

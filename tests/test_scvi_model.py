@@ -1,15 +1,12 @@
-"""kind: scvi: scvi-tools' SCVI on the workflow's split, seeded, like any other method."""
-
-import subprocess
-import sys
+"""kind: scvi (scembed.scvi_model): scvi-tools' SCVI on the workflow's split, seeded, like
+any other method. A Python without scvi-tools is refused before any job
+(test_workflow_inputs.py)."""
 
 import numpy as np
 import pytest
-from conftest import REPO, synthetic_config, write_config
 
 from scembed.preprocess import split_cells
 from scembed.synthetic import simulate_counts
-from scembed.versions import missing_scvi_message, scvi_available
 
 pytest.importorskip("scvi", reason="scvi-tools is not installed (make venv installs it)")
 
@@ -54,20 +51,3 @@ def test_scvi_refuses_non_counts(tiny):
     counts, split = tiny
     with pytest.raises(ValueError, match="scVI input"):
         train_scvi(counts.astype(np.float32) * 0.5, split, seed=0, **TINY)
-
-
-@pytest.mark.workflow
-def test_a_missing_scvi_fails_before_any_job(tmp_path):
-    """Where scvi-tools cannot be imported, a config naming kind: scvi stops at once."""
-    assert scvi_available()
-    config = synthetic_config(methods={"pca": {"kind": "pca"}, "mine": {"kind": "scvi"}})
-    configfile = write_config(tmp_path / "config.yaml", config)
-    blocked = (  # this Python cannot import scvi, as if it were not installed
-        "import sys; sys.modules['scvi'] = None; from snakemake.cli import main; main()"
-    )
-    args = ["-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "-n"]
-    cmd = [sys.executable, "-c", blocked, *args, "--configfile", str(configfile)]
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert result.returncode != 0
-    assert missing_scvi_message(["mine"]) in " ".join((result.stdout + result.stderr).split())
-    assert not (tmp_path / "results").exists()

@@ -1,0 +1,227 @@
+"""Clustering of an embedding (scembed.cluster): the neighbour graph (exact and
+approximate search, 8192+ cells), Leiden and its bisection to a number of clusters, UMAP
+(a seeded sample above umap_max_cells), and what it refuses."""
+
+from __future__ import annotations
+
+import inspect
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from conftest import schema_defaults
+from sklearn.neighbors import NearestNeighbors
+
+from scembed.cluster import (
+    EXACT_MAX_CELLS,
+    SeededNNDescent,
+    cluster_embedding,
+    knn_transformer,
+    leiden,
+    leiden_matched,
+    neighbors_graph,
+)
+from scembed.embedding import EMBEDDING_KEY
+from scembed.metrics import cluster_scores
+
+GRAPH = {
+    key: value
+    for key, value in schema_defaults("cluster").items()
+    if key in inspect.signature(cluster_embedding).parameters
+}
+
+
+# --------------------------------------------------------------------------- neighbours
+
+
+def points(n: int, seed: int = 0, dims: int = 8) -> np.ndarray:
+    """Four well separated Gaussian groups in ``dims`` dimensions, float32."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=6.0, size=(4, dims))
+    return (centres[np.arange(n) % 4] + rng.normal(size=(n, dims))).astype(np.float32)
+
+
+def graph_adata(X: np.ndarray) -> ad.AnnData:
+    return ad.AnnData(
+        obs=pd.DataFrame(index=[f"c{i}" for i in range(len(X))]), obsm={EMBEDDING_KEY: X}
+    )
+
+
+def test_auto_search_is_exact_below_scanpys_cut_off_and_approximate_from_it():
+    assert knn_transformer(EXACT_MAX_CELLS - 1, 20, 0) == "sklearn"
+    assert isinstance(knn_transformer(EXACT_MAX_CELLS, 20, 0), SeededNNDescent)
+    assert knn_transformer(10**6, 20, 0, "exact") == "sklearn"
+    assert isinstance(knn_transformer(100, 20, 0, "approximate"), SeededNNDescent)
+    with pytest.raises(ValueError, match="knn_search 'fast'"):
+        knn_transformer(100, 20, 0, "fast")
+
+
+def test_graph_of_8192_cells_is_built_seeded_and_close_to_exact():
+    """Took scanpy's pynndescent path, which crashed (csr_array.getnnz) at 8192 cells."""
+    X = points(EXACT_MAX_CELLS)
+    runs = []
+    for _ in range(2):
+        adata = graph_adata(X)
+        neighbors_graph(adata, n_neighbors=10, seed=3)
+        runs.append(adata)
+    first, second = (run.obsp["distances"] for run in runs)
+    assert isinstance(first, sp.spmatrix | sp.sparray)
+    assert (first != second).nnz == 0  # same seed, same machine: the same graph
+    fast = {"flavor": "igraph", "n_iterations": 2, "directed": False}  # leidenalg: minutes
+    leiden_first = leiden(runs[0], 1.0, seed=3, **fast).to_numpy()
+    np.testing.assert_array_equal(leiden_first, leiden(runs[1], 1.0, seed=3, **fast).to_numpy())
+    # approximate neighbours: nearly all are the exact ones
+    exact = NearestNeighbors(n_neighbors=10).fit(X).kneighbors(X, return_distance=False)
+    found = first.tolil().rows
+    recall = np.mean([len(set(found[i]) & set(exact[i][1:])) / 9 for i in range(0, len(X), 97)])
+    assert recall > 0.95
+
+
+def test_approximate_search_on_small_data_returns_a_sparse_matrix():
+    transformer = knn_transformer(300, 5, 0, "approximate")
+    distances = transformer.fit_transform(points(300))
+    assert isinstance(distances, sp.csr_matrix)  # the class scanpy 1.11 can read
+    assert (distances.getnnz(axis=1) == 6).all()  # the cell itself and its 5 neighbours
+
+
+def test_too_few_cells_for_the_neighbours_is_a_clear_error():
+    with pytest.raises(ValueError, match="n_neighbors is 20 but there are only 15 cells"):
+        neighbors_graph(graph_adata(points(15)), n_neighbors=20, seed=0)
+
+
+# --------------------------------------------------------------------------- clustering
+
+
+def blobs(n_per_blob=60, n_blobs=4, dims=10, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=12.0, size=(n_blobs, dims))
+    labels = np.repeat(np.arange(n_blobs), n_per_blob)
+    points = centres[labels] + rng.normal(size=(len(labels), dims))
+    order = rng.permutation(len(labels))
+    return points[order].astype(np.float32), labels[order]
+
+
+def embedding_adata(points, labels):
+    obs = pd.DataFrame(
+        {"label": pd.Categorical([f"type{x}" for x in labels])},
+        index=[f"cell{i}" for i in range(len(labels))],
+    )
+    adata = ad.AnnData(obs=obs)
+    adata.obsm[EMBEDDING_KEY] = points
+    return adata
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    points, labels = blobs()
+    runs = [
+        cluster_embedding(
+            embedding_adata(points, labels), seed=seed, **{**GRAPH, "n_neighbors": 15}
+        )
+        for seed in (0, 0)
+    ]
+    return labels, runs
+
+
+def test_cluster_embedding_recovers_blobs(clustered):
+    labels, (adata, _) = clustered
+    scores = cluster_scores(labels, adata.obs["leiden"])
+    assert scores["ari"] > 0.9
+    assert adata.obsm["X_umap"].shape == (len(labels), 2)
+    assert np.isfinite(adata.obsm["X_umap"]).all()
+
+
+def test_cluster_embedding_is_seeded(clustered):
+    _, (first, again) = clustered
+    assert list(first.obs["leiden"]) == list(again.obs["leiden"])
+    np.testing.assert_array_equal(first.obsm["X_umap"], again.obsm["X_umap"])
+
+
+def test_umap_above_umap_max_cells_is_a_seeded_sample(tmp_path):
+    from scembed.plots import umap_figure
+
+    points, labels = blobs(n_per_blob=50)  # 200 cells
+    settings = {**GRAPH, "n_neighbors": 10, "umap_max_cells": 60}
+    runs = [cluster_embedding(embedding_adata(points, labels), 4, **settings) for _ in (0, 1)]
+    xy = runs[0].obsm["X_umap"]
+    drawn = np.isfinite(xy).all(axis=1)
+    assert drawn.sum() == 60 and np.isnan(xy[~drawn]).all()
+    np.testing.assert_array_equal(xy, runs[1].obsm["X_umap"])  # the same sample and layout
+    assert "seeded sample of 60 of 200 cells (umap_max_cells: 60)" in runs[0].uns["umap_note"]
+    other = cluster_embedding(embedding_adata(points, labels), 5, **settings).obsm["X_umap"]
+    assert not np.array_equal(np.isfinite(other).all(axis=1), drawn)  # another seed's sample
+    # Leiden still clusters every cell
+    assert runs[0].obs["leiden"].notna().all()
+    umap_figure(xy, runs[0].obs["leiden"], runs[0].obs["label"], "sampled", tmp_path / "u.png")
+    assert (tmp_path / "u.png").stat().st_size > 0
+    skipped = cluster_embedding(
+        embedding_adata(points, labels), 4, **{**settings, "umap_max_cells": 0}
+    )
+    assert np.isnan(skipped.obsm["X_umap"]).all() and "UMAP skipped" in skipped.uns["umap_note"]
+    whole = cluster_embedding(
+        embedding_adata(points, labels), 4, **{**settings, "umap_max_cells": 200}
+    )
+    assert np.isfinite(whole.obsm["X_umap"]).all() and "umap_note" not in whole.uns
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_cluster_embedding_refuses_non_finite(bad):
+    points, labels = blobs(n_per_blob=10)
+    points[7, 3] = bad
+    points[12, 0] = bad
+    with pytest.raises(ValueError, match=r"non-finite values in 2 cells \(first: cell 7\)"):
+        cluster_embedding(embedding_adata(points, labels), seed=0, **{**GRAPH, "n_neighbors": 5})
+
+
+# --------------------------------------------------------------------------- matched-k Leiden
+
+
+def ring_of_cliques(n_cliques: int, size: int) -> ad.AnnData:
+    """Cliques joined in a ring by single edges: Leiden can find any count up to n_cliques."""
+    n = n_cliques * size
+    adjacency = np.zeros((n, n))
+    for c in range(n_cliques):
+        block = slice(c * size, (c + 1) * size)
+        adjacency[block, block] = 1
+        a, b = c * size, ((c + 1) % n_cliques) * size + 1
+        adjacency[a, b] = adjacency[b, a] = 1
+    np.fill_diagonal(adjacency, 0)
+    adata = ad.AnnData(X=np.zeros((n, 1)))
+    adata.obsp["connectivities"] = sp.csr_matrix(adjacency)
+    adata.obsp["distances"] = sp.csr_matrix(adjacency)
+    adata.uns["neighbors"] = {
+        "connectivities_key": "connectivities",
+        "distances_key": "distances",
+        "params": {"method": "umap"},
+    }
+    return adata
+
+
+@pytest.mark.parametrize("target", [3, 4, 12])
+def test_bisection_reaches_the_number_of_clusters(target):
+    adata = ring_of_cliques(n_cliques=12, size=8)
+    result = leiden_matched(adata, target, seed=0, flavor="leidenalg", directed=False)
+    assert result["exact"]
+    assert result["n_clusters"] == target
+    assert adata.obs["leiden_matched"].nunique() == target
+    assert result["steps"] <= 30
+
+
+def test_bisection_reports_when_it_cannot_match():
+    adata = ring_of_cliques(n_cliques=4, size=5)
+    result = leiden_matched(adata, 50, seed=0, max_steps=6, flavor="leidenalg", directed=False)
+    assert not result["exact"]
+    assert result["n_clusters"] < 50
+    assert result["steps"] == 6
+
+
+def test_bisection_stops_at_its_time_bound():
+    adata = ring_of_cliques(n_cliques=12, size=8)
+    unbounded = leiden_matched(adata, 4, seed=0, flavor="leidenalg", directed=False)
+    assert unbounded["exact"] and unbounded["steps"] > 1 and not unbounded["timed_out"]
+    bounded = leiden_matched(adata, 4, seed=0, max_seconds=1e-9, flavor="leidenalg", directed=False)
+    assert bounded["steps"] == 1  # the first run always happens, no other starts
+    assert bounded["timed_out"] and not bounded["exact"]
+    assert bounded["n_clusters"] == adata.obs["leiden_matched"].nunique()

@@ -1,0 +1,104 @@
+"""The VAE's parameters (scembed.vae.params): the presets, overrides, the values refused,
+and the schema's choices that are the code's."""
+
+import dataclasses
+
+import pytest
+
+from scembed.vae.params import BOOK, PRESETS, VAEParams, resolve_params
+
+# --- presets -----------------------------------------------------------------------------
+
+
+def test_presets_and_overrides():
+    assert resolve_params({}) == VAEParams(**BOOK)
+    assert PRESETS["book"] == dataclasses.asdict(resolve_params({"preset": "book"}))
+    stable = resolve_params({"preset": "stable", "lr": 5e-4})
+    assert stable.encoder_input == "log1p" and stable.posterior_scale == "exp_logvar"
+    assert stable.lr == 5e-4 and stable.likelihood == "zinb" and stable.batch_size == 100
+    book = resolve_params({"preset": "book", "likelihood": "nb", "encoder_input": "log1p"})
+    assert book.likelihood == "nb" and book.encoder_input == "log1p"
+    assert book.posterior_scale == "softplus"
+
+
+def test_book_preset_leaves_every_lever_off():
+    book = resolve_params({})
+    assert (book.decoder_output, book.dropout, book.kl_warmup_epochs) == ("softplus", 0.0, 0)
+    assert (book.weight_decay, book.adam_eps, book.size_factor) == (0.0, 1e-8, "book")
+
+
+def test_improved_preset_resolves_and_takes_overrides():
+    improved = resolve_params({"preset": "improved"})
+    assert dataclasses.asdict(improved) == PRESETS["improved"]
+    changed = {k for k in BOOK if PRESETS["improved"][k] != BOOK[k]}
+    assert {"encoder_input", "posterior_scale", "decoder_output", "size_factor"} <= changed
+    assert improved.decoder_output == "softmax" and improved.size_factor == "observed"
+    override = resolve_params({"preset": "improved", "likelihood": "zinb", "dropout": 0.2})
+    assert override.likelihood == "zinb" and override.dropout == 0.2
+    assert override.decoder_output == "softmax"  # the rest of the preset stays
+
+
+# --- refused values ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"n_latnt": 5}, "n_latnt.*allowed"),
+        ({"preset": "fast"}, "fast.*book"),
+        ({"likelihood": "gaussian"}, "gaussian.*zinb"),
+        ({"size_factor": "dense"}, "dense.*library"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"max_epochs": 2.5}, "max_epochs"),
+        ({"lr": -1}, "lr"),
+        ({"device": "gpu"}, "gpu.*cuda"),
+        ({"drop_last": "yes"}, "drop_last"),
+    ],
+)
+def test_bad_params_raise(params, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_params(params)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"dropout": 1.0}, "dropout"),
+        ({"dropout": -0.1}, "dropout"),
+        ({"weight_decay": -1e-6}, "weight_decay"),
+        ({"adam_eps": 0}, "adam_eps"),
+        ({"kl_warmup_epochs": -1}, "kl_warmup_epochs"),
+        ({"kl_warmup_epochs": 1.5}, "kl_warmup_epochs"),
+        ({"kl_warmup_epochs": 500}, "below max_epochs"),
+        ({"decoder_output": "relu"}, "relu.*softmax"),
+        ({"size_factor": "total"}, "total.*observed"),
+    ],
+)
+def test_bad_lever_values_raise(params, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_params(params)
+
+
+# --- the schema --------------------------------------------------------------------------
+
+
+def test_schema_enums_are_the_codes_choices():
+    """The schema's allowed values are those the code accepts (defined once each)."""
+    import yaml
+    from conftest import REPO
+
+    from scembed.cluster import KNN_SEARCHES
+    from scembed.vae.params import CHOICES, PRESETS
+
+    schema = yaml.safe_load((REPO / "config/schema/config.schema.yaml").read_text())
+    vae = schema["$defs"]["vae"]["properties"]
+    for key, allowed in CHOICES.items():
+        assert vae[key]["enum"] == list(allowed), key
+    assert vae["preset"]["enum"] == list(PRESETS)
+    assert set(vae) - {"kind", "preset"} == set(PRESETS["book"])  # every parameter described
+    cluster = schema["$defs"]["cluster"]["properties"]
+    assert cluster["knn_search"]["enum"] == list(KNN_SEARCHES)
+    assert set(schema["properties"]["cluster"]["properties"]) == set(cluster)
+    assert set(schema["properties"]["preprocess"]["properties"]) == set(
+        schema["$defs"]["preprocess"]["properties"]
+    )
