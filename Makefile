@@ -11,7 +11,7 @@ SNAKEMAKE := $(BIN)/snakemake --profile profiles/local --cores $(CORES)
 CONFIG ?= config/config.yaml
 REPORT ?= results/report.html
 
-.PHONY: venv run demo report test test-unit lint format bench bench-scale dry-run test-slurm clean
+.PHONY: venv run demo report test test-unit lint format bench bench-cluster bench-scale gpu-check dry-run test-slurm clean
 
 $(BIN)/snakemake: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -56,8 +56,14 @@ bench: $(BIN)/snakemake ## book-style training loop vs ours; preset improved vs 
 	$(BIN)/python tools/bench_vae.py
 	$(BIN)/python tools/bench_scvi.py
 
+bench-cluster: $(BIN)/snakemake ## a clustering job in a fresh process, cold and warm numba cache, per stage -> results/bench/cluster.tsv
+	$(BIN)/python tools/bench_cluster.py
+
 bench-scale: $(BIN)/snakemake ## the workflow on 10^4, 10^5, 10^6 droplet cells: time and memory per rule -> results/bench/scale.tsv (~1-2 h)
 	$(BIN)/python tools/bench_scale.py
+
+gpu-check: $(BIN)/snakemake ## on a GPU node: preset improved and SCVI on CUDA vs CPU, s/epoch and cells/s (exits 1 without CUDA)
+	$(BIN)/python tools/gpu_check.py
 
 dry-run: $(BIN)/snakemake ## plan the shipped configs with the local and Slurm profiles (submits nothing)
 	$(BIN)/python tools/dry_run.py

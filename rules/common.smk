@@ -40,7 +40,7 @@ if not os.path.isdir(os.path.join(WORKFLOW_DIR, "scripts", "scembed")):
         f"under {WORKFLOW_DIR}); clone it (git clone, or snakedeploy deploy-workflow "
         "followed by a clone) and give `module ...: snakefile:` the local Snakefile."
     )
-if not workflow.modifier.is_module:  # a host workflow passes its own config
+if workflow.modifier.is_main_snakefile():  # as a module, the host passes its config
     use_only_the_given_configfiles()
 sys.path.insert(0, os.path.join(WORKFLOW_DIR, "scripts"))
 from scembed.canonical import canonical, schema_number_keys  # noqa: E402

@@ -78,3 +78,64 @@ def test_bench_scale_reads_the_workflows_benchmark_files(tmp_path):
     settings = config(10_000, tmp_path)
     assert settings["datasets"]["scale"]["profile"] == "droplet"
     assert settings["methods"]["vae"]["max_epochs"] == 1
+
+
+def test_bench_scale_reads_the_stages_each_job_logged(tmp_path):
+    """tools/bench_scale.py: the stages a job logs through scembed.runtime.timed become
+    rows of their own, so the table says where a rule's time goes."""
+    from bench_scale import stage_rows
+
+    log = tmp_path / "logs" / "cluster" / "scale" / "pca" / "seed0.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(
+        "2026-12-04 06:00:01,123 INFO reading the embedding\n"
+        "2026-12-04 06:00:31,456 INFO kNN graph of 1000000 cells: 310.2 s\n"
+        "2026-12-04 06:01:02,789 INFO Leiden at resolution 1: 35.0 s\n"
+        "2026-12-04 06:01:03,000 WARNING no Leiden resolution gave exactly 20 clusters: 3 s\n"
+    )
+    rows = stage_rows(10**6, tmp_path)
+    assert [(row["stage"], row["seconds"]) for row in rows] == [
+        ("cluster:scale/pca/seed0: kNN graph of 1000000 cells", 310.2),
+        ("cluster:scale/pca/seed0: Leiden at resolution 1", 35.0),
+    ]
+
+
+def test_gpu_check_says_there_is_no_cuda_device(monkeypatch, capsys):
+    import gpu_check
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_check.main([]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("No CUDA device") and "make gpu-check" in out
+
+
+def test_gpu_check_measures_and_compares_two_devices(monkeypatch):
+    """The GPU check's measurements, run here with the CPU twice: an epoch's cells per
+    second on each device, and the agreement of two embeddings (1 for the same seed on
+    the same device, where training is bit-identical)."""
+    import gpu_check
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    lines = gpu_check.droplet_epoch(3000, 0, devices=("cpu", "cpu"), n_genes=100)
+    assert len(lines) == 2 and all("training cells/s" in line for line in lines)
+    points = np.random.default_rng(0).normal(size=(300, 5))
+    assert gpu_check.neighbour_agreement(points, points) == 1.0
+    assert gpu_check.kmeans_agreement(points, points.copy(), 4, 0) == 1.0
+    assert gpu_check.neighbour_agreement(points, points[::-1]) < 0.2
+
+
+def test_bench_cluster_times_the_jobs_stages_on_a_seeded_embedding(capsys):
+    """tools/bench_cluster.py's job: the clustering job's own code on a seeded blob
+    embedding, reporting imports, the stages it logs, and the scores."""
+    import json
+
+    import bench_cluster
+
+    points, labels, split = bench_cluster.blobs(300, 4, 3)
+    again = bench_cluster.blobs(300, 4, 3)
+    assert np.array_equal(points, again[0]) and set(labels) == {"0", "1", "2"}
+    bench_cluster.job(300, 4, 3)
+    measured = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    stages = dict(measured["stages"])
+    assert {"kNN graph of 300 cells", "UMAP", "matched-k bisection", "k-means"} <= set(stages)
+    assert measured["matched_ari"] > 0.9  # three well-separated blobs, three clusters

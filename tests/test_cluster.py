@@ -16,6 +16,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from scembed.cluster import (
     EXACT_MAX_CELLS,
+    LeidenGraph,
     SeededNNDescent,
     cluster_embedding,
     knn_transformer,
@@ -225,3 +226,62 @@ def test_bisection_stops_at_its_time_bound():
     assert bounded["steps"] == 1  # the first run always happens, no other starts
     assert bounded["timed_out"] and not bounded["exact"]
     assert bounded["n_clusters"] == adata.obs["leiden_matched"].nunique()
+
+
+# --------------------------------------------------------------------------- one graph
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"flavor": "leidenalg", "n_iterations": -1, "directed": True},
+        {"flavor": "leidenalg", "n_iterations": 2, "directed": False},
+        {"flavor": "igraph", "n_iterations": 2, "directed": False},
+    ],
+)
+def test_leiden_on_one_graph_gives_scanpys_clusters(settings):
+    """LeidenGraph runs what sc.tl.leiden runs, on a graph converted once: the same
+    clusters, named alike, at every resolution and seed (the kNN graph of 400 points)."""
+    import scanpy as sc
+
+    adata = graph_adata(points(400, seed=1))
+    neighbors_graph(adata, n_neighbors=15, seed=0)
+    for seed in (0, 7):
+        graph = LeidenGraph.of(adata, seed, **settings)
+        for resolution in (0.3, 1.0, 2.5):
+            sc.tl.leiden(
+                adata, resolution=resolution, random_state=seed, key_added="ref", **settings
+            )
+            ours = graph.clusters(resolution)
+            assert list(ours.categories) == list(adata.obs["ref"].cat.categories)
+            np.testing.assert_array_equal(np.asarray(ours), adata.obs["ref"].to_numpy())
+
+
+def test_the_bisection_converts_the_graph_once(monkeypatch):
+    """Every Leiden run of the bisection uses one igraph graph (scanpy converted it on each
+    call), and ends where Leiden through scanpy ends."""
+    import scanpy as sc
+
+    adata = ring_of_cliques(n_cliques=12, size=8)
+    built = []
+    original = LeidenGraph.__init__
+    monkeypatch.setattr(
+        LeidenGraph, "__init__", lambda self, *a, **k: built.append(1) or original(self, *a, **k)
+    )
+    result = leiden_matched(adata, 4, seed=0, flavor="leidenalg", directed=False)
+    assert len(built) == 1 and result["steps"] > 1 and result["exact"]
+    sc.tl.leiden(
+        adata,
+        result["resolution"],
+        random_state=0,
+        flavor="leidenalg",
+        directed=False,
+        key_added="ref",
+    )
+    np.testing.assert_array_equal(result["clusters"].to_numpy(), adata.obs["ref"].to_numpy())
+
+
+def test_an_unknown_leiden_flavor_is_refused():
+    adata = ring_of_cliques(n_cliques=3, size=4)
+    with pytest.raises(ValueError, match="leiden_flavor 'louvain' is not one of"):
+        LeidenGraph.of(adata, 0, flavor="louvain")

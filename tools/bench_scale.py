@@ -4,8 +4,9 @@ For each size (default 10^4, 10^5 and 10^6 cells x 2000 genes, `profile: droplet
 runs the whole workflow (import, preprocess, PCA, one epoch of `preset: improved`,
 clustering and metrics of both embeddings) with `profiles/local` in its own
 `results/bench/scale/n{cells}/`, and reads each rule's wall time and peak resident
-memory from Snakemake's `benchmark:` files, and for training the seconds per epoch and
-training cells per second from its history.
+memory from Snakemake's `benchmark:` files, for training the seconds per epoch and
+training cells per second from its history, and the stages each job logs (rows with
+path "stage": kNN graph, Leiden, UMAP, matched-k bisection, k-means, scores, ...).
 
 At the sizes where it fits (default up to 10^5), it also runs the two stages that held
 the data dense before (PCA on the densified matrix, the VAE with every cell in one dense
@@ -20,6 +21,7 @@ prints it.
 
 import argparse
 import json
+import re
 import resource
 import subprocess
 import sys
@@ -109,6 +111,30 @@ def workflow_rows(n_cells: int, results: Path) -> list[dict]:
                 row["s_per_epoch"] = round(seconds, 2)
                 row["cells_per_s"] = round(n_train / seconds)
             rows.append(row)
+    return rows
+
+
+STAGE = re.compile(r"^\S+ \S+ INFO (?P<stage>[^:]+): (?P<seconds>\d+(?:\.\d+)?) s$")
+
+
+def stage_rows(n_cells: int, results: Path) -> list[dict]:
+    """The stages each job logged (``scembed.runtime.timed``: kNN graph, Leiden, UMAP,
+    matched-k bisection, ...), so the table says where a rule's time goes."""
+    rows = []
+    for rule in RULES:
+        for log in sorted((results / "logs" / rule).rglob("*.log")):
+            what = str(log.relative_to(results / "logs" / rule).with_suffix(""))
+            for line in log.read_text().splitlines():
+                match = STAGE.match(line)
+                if match:
+                    rows.append(
+                        {
+                            "n_cells": n_cells,
+                            "path": "stage",
+                            "stage": f"{rule}:{what}: {match['stage']}",
+                            "seconds": float(match["seconds"]),
+                        }
+                    )
     return rows
 
 
@@ -203,7 +229,7 @@ def main():
             results = out / f"n{n_cells}"
         else:
             results = run_workflow(n_cells, out, args.cores)
-        rows += workflow_rows(n_cells, results)
+        rows += workflow_rows(n_cells, results) + stage_rows(n_cells, results)
         if n_cells <= args.dense_max:
             rows += dense_rows(n_cells, results)
         table = pd.DataFrame(rows)

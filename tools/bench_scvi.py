@@ -56,21 +56,25 @@ def load(h5ad: str | None, min_genes: int) -> ad.AnnData:
     return preprocess(raw, **{**settings, "min_genes": min_genes})
 
 
-def run_improved(pre, seed, device):
+def run_improved(pre, seed, device, with_latent=False):
+    """(seconds, history), and the embedding ``with_latent``, of preset improved."""
     params = resolve_params({"preset": "improved", "device": device})
     start = time.perf_counter()
     result = train_vae(pre.layers["counts"], pre.obs["split"].to_numpy(), params, seed, log=_quiet)
-    return time.perf_counter() - start, result.history
+    seconds = time.perf_counter() - start
+    return (seconds, result.history, result.latent) if with_latent else (seconds, result.history)
 
 
-def run_scvi(pre, seed, device):
+def run_scvi(pre, seed, device, with_latent=False):
+    """(seconds, history), and the embedding ``with_latent``, of the workflow's SCVI."""
     settings = {k: v for k, v in schema_defaults("scvi").items() if k != "kind"}
     settings["device"] = device
     start = time.perf_counter()
     result = train_scvi(
         pre.layers["counts"], pre.obs["split"].to_numpy(), seed=seed, log=_quiet, **settings
     )
-    return time.perf_counter() - start, result.history
+    seconds = time.perf_counter() - start
+    return (seconds, result.history, result.latent) if with_latent else (seconds, result.history)
 
 
 def _quiet(_message):

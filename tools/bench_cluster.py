@@ -1,0 +1,158 @@
+"""Benchmark: a clustering job's fixed cost and its stages, each run in a fresh process.
+
+The clustering job (rule ``cluster``) reads an embedding, builds the kNN graph, runs
+Leiden, the matched-k bisection, k-means, the UMAP and the scores. Much of its time on
+small data is fixed cost: starting Python, importing scanpy, and numba compiling the
+kernels of pynndescent and umap-learn, which the workflow caches on disk
+(``scembed.numba_cache``). This runs the job's own code (``scembed.evaluate``) on a
+seeded Gaussian-blob embedding (``--dims`` dimensions, ``--types`` blobs) of each size in
+a fresh Python process, first with an empty numba cache (cold: what the first job on a
+machine pays), then with the cache it filled (warm: every later job), and prints per run
+the whole process's wall time, the imports, and the stages the job logs (kNN graph,
+Leiden, UMAP, matched-k bisection, k-means, scores). Writes results/bench/cluster.tsv.
+
+    .venv/bin/python tools/bench_cluster.py                       # 700 and 10^4 cells
+    .venv/bin/python tools/bench_cluster.py --cells 1000000 --warm-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGE = re.compile(r"^(?P<stage>.+): (?P<seconds>\d+(?:\.\d+)?) s$")
+
+
+def blobs(n_cells: int, dims: int, types: int, seed: int = 0):
+    """A seeded embedding of ``types`` Gaussian blobs with its labels and a split."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(types, size=n_cells)
+    centres = rng.normal(scale=4.0, size=(types, dims))
+    points = (centres[labels] + rng.normal(size=(n_cells, dims))).astype(np.float32)
+    split = np.where(rng.random(n_cells) < 0.9, "train", "test")
+    return points, labels.astype(str), split
+
+
+def job(n_cells: int, dims: int, types: int) -> None:
+    """The clustering job's work in this fresh process; prints its stages as JSON."""
+    start = time.perf_counter()
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import anndata as ad
+    import yaml
+
+    from scembed.embedding import EMBEDDING_KEY
+    from scembed.evaluate import evaluate_embedding
+
+    imported = time.perf_counter()
+    stages = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            match = STAGE.match(record.getMessage())
+            if match:
+                stages.append((match["stage"], float(match["seconds"])))
+
+    logging.getLogger("scembed").addHandler(Collect())
+    logging.getLogger("scembed").setLevel(logging.INFO)
+    points, labels, split = blobs(n_cells, dims, types)
+    adata = ad.AnnData(obs=pd.DataFrame({"label": labels, "split": split}))
+    adata.obs_names = [f"c{i}" for i in range(n_cells)]
+    adata.obsm[EMBEDDING_KEY] = points
+    adata.uns["label_key"] = "label"
+    schema = yaml.safe_load((ROOT / "config/schema/config.schema.yaml").read_text())
+    cluster = schema["properties"]["cluster"]["properties"]  # the one home of the defaults
+    params = {key: spec["default"] for key, spec in cluster.items()}
+    scores = evaluate_embedding(adata, 0, **params)
+    done = time.perf_counter()
+    print(
+        json.dumps(
+            {
+                "imports": imported - start,
+                "work": done - imported,
+                "stages": stages,
+                "ari": scores["ari"],
+                "matched_ari": scores["matched_ari"],
+            }
+        )
+    )
+
+
+def run(n_cells: int, dims: int, types: int, cache: str) -> dict:
+    """One job in a fresh process with the numba cache ``cache``; its times."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, __file__, "--job", str(n_cells), str(dims), str(types)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SCEMBED_NUMBA_CACHE": cache},
+    )
+    total = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-3000:])
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"total": total, **measured}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", type=int, nargs="+", default=[700, 10_000])
+    parser.add_argument("--dims", type=int, default=10)
+    parser.add_argument("--types", type=int, default=10)
+    parser.add_argument("--warm-only", action="store_true", help="use the workflow's cache")
+    parser.add_argument("--out", default=str(ROOT / "results/bench/cluster.tsv"))
+    parser.add_argument("--job", nargs=3, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.job:
+        job(*args.job)
+        return 0
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="scembed-numba-") as empty:
+        for n_cells in args.cells:
+            caches = {"warm": ""} if args.warm_only else {"cold": empty, "warm": empty}
+            for state, cache in caches.items():
+                measured = run(n_cells, args.dims, args.types, cache)
+                fixed = measured["total"] - sum(seconds for _, seconds in measured["stages"])
+                row = {
+                    "n_cells": n_cells,
+                    "cache": state,
+                    "total_s": round(measured["total"], 1),
+                    "imports_s": round(measured["imports"], 1),
+                    "fixed_s": round(fixed, 1),
+                    **{stage: seconds for stage, seconds in measured["stages"]},
+                    "ari": round(measured["ari"], 4),
+                    "matched_ari": round(measured["matched_ari"], 4),
+                }
+                rows.append(row)
+                print(
+                    f"{n_cells:>9,} cells, {state} cache: {row['total_s']} s in all "
+                    f"(imports {row['imports_s']} s; outside the logged stages "
+                    f"{row['fixed_s']} s); "
+                    + ", ".join(f"{s} {v:.1f} s" for s, v in measured["stages"]),
+                    flush=True,
+                )
+            for path in Path(empty).iterdir():  # the next size starts cold again
+                shutil.rmtree(path)
+    table = pd.DataFrame(rows)
+    table.columns = [re.sub(r" of \d+ cells| at resolution \S+", "", c) for c in table.columns]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out, sep="\t", index=False)
+    print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
