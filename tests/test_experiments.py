@@ -19,7 +19,10 @@ GRIDS = ("ablation", "finalists", "genes", "likelihoods")
 def make_plan(target: str, *args: str, folder: Path = EXPERIMENTS) -> str:
     """The commands `make -n target args` would run in ``folder``."""
     result = subprocess.run(
-        ["make", "-n", target, *args], cwd=folder, capture_output=True, text=True
+        ["make", "-n", "--no-print-directory", target, *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
