@@ -33,13 +33,14 @@ demo: $(BIN)/snakemake ## the same offline on 700 PBMCs that ship with scanpy ->
 report: $(BIN)/snakemake ## HTML report of a finished run: make report CONFIG=my.yaml REPORT=results/mine/report.html
 	$(BIN)/snakemake --report $(REPORT) --configfile $(CONFIG)
 
-# pytest-xdist: one worker per core; each test file stays on one worker (its fixtures run once)
+# pytest-xdist: one worker per core; in `make test` each test file stays on one worker (its
+# module fixtures, workflow runs among them, run once); the unit tests are spread test by test
 TEST_WORKERS ?= 2
 test: $(BIN)/snakemake lint ## lint, then every test (unit, workflow, fault): CI's command
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: $(BIN)/snakemake ## the quick loop: every test that starts no Snakemake (under a minute)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not workflow and not slurm" --durations=5
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load -m "not workflow and not slurm" --durations=5
 
 lint: $(BIN)/snakemake
 	$(BIN)/snakemake --lint
