@@ -137,5 +137,5 @@ def test_bench_cluster_times_the_jobs_stages_on_a_seeded_embedding(capsys):
     bench_cluster.job(300, 4, 3)
     measured = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     stages = dict(measured["stages"])
-    assert {"kNN graph of 300 cells", "UMAP", "matched-k bisection", "k-means"} <= set(stages)
+    assert {"kNN graph", "Leiden", "UMAP", "matched-k bisection", "k-means"} <= set(stages)
     assert measured["matched_ari"] > 0.9  # three well-separated blobs, three clusters

@@ -33,6 +33,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = re.compile(r"^(?P<stage>.+): (?P<seconds>\d+(?:\.\d+)?) s$")
+SIZES = re.compile(r" of \d+ cells| at resolution \S+")  # one column per stage, any size
 
 
 def blobs(n_cells: int, dims: int, types: int, seed: int = 0):
@@ -64,7 +65,7 @@ def job(n_cells: int, dims: int, types: int) -> None:
         def emit(self, record):
             match = STAGE.match(record.getMessage())
             if match:
-                stages.append((match["stage"], float(match["seconds"])))
+                stages.append((SIZES.sub("", match["stage"]), float(match["seconds"])))
 
     logging.getLogger("scembed").addHandler(Collect())
     logging.getLogger("scembed").setLevel(logging.INFO)
@@ -147,7 +148,6 @@ def main() -> int:
             for path in Path(empty).iterdir():  # the next size starts cold again
                 shutil.rmtree(path)
     table = pd.DataFrame(rows)
-    table.columns = [re.sub(r" of \d+ cells| at resolution \S+", "", c) for c in table.columns]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, sep="\t", index=False)
     print(f"written to {args.out}")
