@@ -66,6 +66,7 @@ def job(n_cells: int, dims: int, types: int) -> None:
             match = STAGE.match(record.getMessage())
             if match:
                 stages.append((SIZES.sub("", match["stage"]), float(match["seconds"])))
+                print(f"  {record.getMessage()}", file=sys.stderr, flush=True)  # as it happens
 
     logging.getLogger("scembed").addHandler(Collect())
     logging.getLogger("scembed").setLevel(logging.INFO)
@@ -95,15 +96,16 @@ def job(n_cells: int, dims: int, types: int) -> None:
 def run(n_cells: int, dims: int, types: int, cache: str) -> dict:
     """One job in a fresh process with the numba cache ``cache``; its times."""
     start = time.perf_counter()
-    done = subprocess.run(
+    done = subprocess.run(  # the job's stages go to this terminal as they finish
         [sys.executable, __file__, "--job", str(n_cells), str(dims), str(types)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=None,
         text=True,
         env={**os.environ, "SCEMBED_NUMBA_CACHE": cache},
     )
     total = time.perf_counter() - start
     if done.returncode != 0:
-        raise SystemExit(done.stderr[-3000:])
+        raise SystemExit(f"the clustering job of {n_cells} cells failed (its output is above)")
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     return {"total": total, **measured}
 
