@@ -109,13 +109,12 @@ def test_gpu_check_says_there_is_no_cuda_device(monkeypatch, capsys):
     assert out.startswith("No CUDA device") and "make gpu-check" in out
 
 
-def test_gpu_check_measures_and_compares_two_devices(monkeypatch):
+def test_gpu_check_measures_and_compares_two_devices():
     """The GPU check's measurements, run here with the CPU twice: an epoch's cells per
     second on each device, and the agreement of two embeddings (1 for the same seed on
     the same device, where training is bit-identical)."""
     import gpu_check
 
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     lines = gpu_check.droplet_epoch(3000, 0, devices=("cpu", "cpu"), n_genes=100)
     assert len(lines) == 2 and all("training cells/s" in line for line in lines)
     points = np.random.default_rng(0).normal(size=(300, 5))
