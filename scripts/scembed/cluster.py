@@ -13,7 +13,7 @@ from natsort import natsorted
 from scembed import numba_cache
 
 # before pynndescent and umap declare their numba kernels: compiled once per machine
-NUMBA_CACHE = numba_cache.enable()
+numba_cache.enable()
 
 import scanpy as sc  # noqa: E402
 from pynndescent import PyNNDescentTransformer  # noqa: E402

@@ -52,12 +52,7 @@ def evaluate_embedding(
 
     with timed("matched-k bisection"):
         matched = leiden_matched(
-            adata,
-            n_labels,
-            seed,
-            bisection_max_steps,
-            bisection_max_seconds,
-            **leiden_kwargs,
+            adata, n_labels, seed, bisection_max_steps, bisection_max_seconds, **leiden_kwargs
         )
     if matched["timed_out"]:
         adata.uns["bisection_note"] = (

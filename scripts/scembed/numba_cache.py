@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 from pathlib import Path
 
 # the workflow's own folder (scripts/scembed/numba_cache.py -> the repository)
@@ -68,9 +67,4 @@ def enable() -> Path | None:
     if not getattr(numba.njit, "scembed_cached", False):
         numba.njit = _cached(numba.njit)
         numba.jit = _cached(numba.jit)
-    late = [name for name in ("pynndescent", "umap") if name in sys.modules]
-    if late:
-        import logging
-
-        logging.getLogger(__name__).debug("numba cache enabled after %s was imported", late)
     return folder
