@@ -50,7 +50,7 @@ def graph_adata(X: np.ndarray) -> ad.AnnData:
     )
 
 
-def test_auto_search_is_exact_below_scanpys_cut_off_and_approximate_from_it():
+def test_auto_search_is_exact_below_10_5_cells_and_approximate_from_there():
     assert knn_transformer(EXACT_MAX_CELLS - 1, 20, 0) == "sklearn"
     assert isinstance(knn_transformer(EXACT_MAX_CELLS, 20, 0), SeededNNDescent)
     assert knn_transformer(10**6, 20, 0, "exact") == "sklearn"
@@ -59,13 +59,13 @@ def test_auto_search_is_exact_below_scanpys_cut_off_and_approximate_from_it():
         knn_transformer(100, 20, 0, "fast")
 
 
-def test_graph_of_8192_cells_is_built_seeded_and_close_to_exact():
+def test_approximate_graph_of_8192_cells_is_built_seeded_and_close_to_exact():
     """Took scanpy's pynndescent path, which crashed (csr_array.getnnz) at 8192 cells."""
-    X = points(EXACT_MAX_CELLS)
+    X = points(8192)
     runs = []
     for _ in range(2):
         adata = graph_adata(X)
-        neighbors_graph(adata, n_neighbors=10, seed=3)
+        neighbors_graph(adata, n_neighbors=10, seed=3, search="approximate")
         runs.append(adata)
     first, second = (run.obsp["distances"] for run in runs)
     assert isinstance(first, sp.spmatrix | sp.sparray)
@@ -165,6 +165,22 @@ def test_umap_above_umap_max_cells_is_a_seeded_sample(tmp_path):
         embedding_adata(points, labels), 4, **{**settings, "umap_max_cells": 200}
     )
     assert np.isfinite(whole.obsm["X_umap"]).all() and "umap_note" not in whole.uns
+
+
+def test_the_umap_leaves_the_knn_graph_as_it_was():
+    """umap-learn zeroes the graph's weak edges in place; the bisection after the UMAP
+    must see the kNN graph itself, drawn or not (it did not before this test)."""
+    points, labels = blobs(n_per_blob=300)  # 1200 cells: umap-learn zeroes 18 edges
+    drawn, skipped = (
+        cluster_embedding(
+            embedding_adata(points, labels), 0, **{**GRAPH, "n_neighbors": 15, **umap}
+        )
+        for umap in ({}, {"umap_max_cells": 0})
+    )
+    assert np.isfinite(drawn.obsm["X_umap"]).all() and np.isnan(skipped.obsm["X_umap"]).all()
+    graph = drawn.obsp["connectivities"]
+    assert (graph != skipped.obsp["connectivities"]).nnz == 0
+    assert graph.data.min() > 0  # no edge was zeroed
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])

@@ -21,7 +21,10 @@ from pynndescent import PyNNDescentTransformer  # noqa: E402
 from scembed.embedding import EMBEDDING_KEY, check_embedding  # noqa: E402
 from scembed.runtime import timed  # noqa: E402
 
-EXACT_MAX_CELLS = 8192  # knn_search "auto": exact below this many cells (scanpy's cut-off)
+# knn_search "auto": exact below this many cells. Brute force grows as n^2 but has no
+# compile cost; NN-descent compiles numba code (nn_descent, not cacheable) for about 30 s
+# in every job, so exact is faster up to about 10^5 cells (tools/bench_knn.py).
+EXACT_MAX_CELLS = 100_000
 KNN_SEARCHES = ("auto", "exact", "approximate")
 
 
@@ -43,7 +46,8 @@ def knn_transformer(n_obs: int, n_neighbors: int, seed: int, search: str = "auto
     ``exact``: brute-force Euclidean neighbours (scikit-learn), deterministic;
     ``approximate``: NN-descent (pynndescent) seeded with ``seed``, with the trees and
     iterations that UMAP and scanpy use for ``n_obs`` cells; ``auto``: exact below
-    ``EXACT_MAX_CELLS`` cells (as scanpy does), approximate from there on.
+    ``EXACT_MAX_CELLS`` cells, approximate from there on (scanpy switches at 8192 cells;
+    below that both give the same graph).
     """
     if search not in KNN_SEARCHES:
         raise ValueError(f"knn_search {search!r} is not one of {KNN_SEARCHES}")
@@ -213,8 +217,19 @@ def leiden_matched(
 
 
 def umap(adata: ad.AnnData, seed: int, min_dist: float = 0.5) -> np.ndarray:
-    """2-D UMAP of the kNN graph (seeded, hence single-threaded and reproducible)."""
-    sc.tl.umap(adata, random_state=seed, min_dist=min_dist)
+    """2-D UMAP of the kNN graph (seeded, hence single-threaded and reproducible).
+
+    umap-learn sets the weak edges of the graph it is given to zero, in place (those
+    below the strongest / n_epochs): it gets a copy, so that the clustering that follows
+    (the matched-k bisection) runs on the kNN graph itself whether or not a UMAP is
+    drawn, and whatever its number of epochs.
+    """
+    graph = adata.obsp["connectivities"]
+    adata.obsp["connectivities"] = graph.copy()
+    try:
+        sc.tl.umap(adata, random_state=seed, min_dist=min_dist)
+    finally:
+        adata.obsp["connectivities"] = graph
     return adata.obsm["X_umap"]
 
 
