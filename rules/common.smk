@@ -64,6 +64,13 @@ from scembed.versions import version_mismatches  # noqa: E402
 for message in version_mismatches():
     logger.warning(f"Warning: {message}")
 
+
+def get_batch_key(dataset):
+    """The dataset's batch column (its `batch_key`), or None. Its runs get integration
+    scores (rule integration)."""
+    return config["datasets"][dataset].get("batch_key")
+
+
 try:  # `only_datasets` narrows the run to some datasets (all when empty)
     DATASETS = selected_datasets(config["datasets"], config["only_datasets"])
 except ValueError as err:
@@ -71,6 +78,8 @@ except ValueError as err:
 # sorted: the order of the config's keys changes no job, output or params value
 DATASETS = sorted(DATASETS)
 METHODS = sorted(config["methods"])
+# the datasets with a batch (a `batch_key`): their runs get integration scores
+BATCH_DATASETS = [name for name in DATASETS if get_batch_key(name)]
 SEEDS = sorted(config["seeds"])
 RESULTS = os.path.normpath(config["results_dir"])  # the folder of every output
 RUN_STARTED = time.time()  # a job log written since then was written by this run
@@ -156,7 +165,10 @@ def get_final_outputs():
         dataset=DATASETS,
         figure=["metrics", "umaps", "losses", "heatmap"],
     )
-    return summary + figures
+    integration = expand(
+        f"{RESULTS}/summary/{{dataset}}/integration.png", dataset=BATCH_DATASETS
+    )
+    return summary + figures + integration
 
 
 def get_dataset(wildcards):
@@ -175,11 +187,14 @@ def get_source_params(wildcards):
     """The dataset's source options only: a `preprocess` or `cluster` override of the
     dataset, or its `download` settings (timeouts, retries), must not rerun the download
     and the import."""
+    dataset = get_dataset(wildcards)
     return params_value(
         {
             key: value
-            for key, value in get_dataset(wildcards).items()
+            for key, value in dataset.items()
             if key not in ("preprocess", "cluster", "download", "variant_of")
+            # the default of a key added later: finished imports do not rerun for it
+            and not (key == "n_batches" and value == 1)
         }
     )
 
@@ -205,7 +220,12 @@ def check_dataset_variants():
 
 
 def get_method(wildcards):
-    return params_value(config["methods"][wildcards.method])
+    """The method's config; `use_batch` only where the dataset has a `batch_key`, so that
+    without one the method's params (and its finished runs) stay as they were."""
+    method = config["methods"][wildcards.method]
+    if not get_dataset(wildcards).get("batch_key"):
+        method = {key: value for key, value in method.items() if key != "use_batch"}
+    return params_value(method)
 
 
 def get_preprocess_params(wildcards):
@@ -265,6 +285,25 @@ def get_run_outputs(name):
         method=METHODS,
         seed=SEEDS,
     )
+
+
+def get_integration_outputs():
+    """integration.tsv of every run of a dataset with a batch (none without one)."""
+    return expand(
+        f"{RESULTS}/{{dataset}}/{{method}}/seed{{seed}}/integration.tsv",
+        dataset=BATCH_DATASETS,
+        method=METHODS,
+        seed=SEEDS,
+    )
+
+
+def get_integration_params(wildcards):
+    """The dataset's batch column and the clustering's neighbour search (`knn_search`),
+    which the LISI's 90-neighbour search follows."""
+    return {
+        "batch_key": get_batch_key(wildcards.dataset),
+        "knn_search": get_cluster_params(wildcards)["knn_search"],
+    }
 
 
 def get_dataset_run_keys(wildcards):

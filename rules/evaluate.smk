@@ -20,3 +20,25 @@ rule cluster:
         cluster=get_cluster_params,
     script:
         "../scripts/cluster.py"
+
+
+rule integration:
+    input:
+        f"{RESULTS}/{{dataset}}/{{method}}/seed{{seed}}/embedding.h5ad",
+    output:
+        f"{RESULTS}/{{dataset}}/{{method}}/seed{{seed}}/integration.tsv",
+    log:
+        f"{RESULTS}/logs/integration/{{dataset}}/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/integration/{{dataset}}/{{method}}/seed{{seed}}.tsv"
+    # only the datasets with a batch (a `batch_key`) have integration scores
+    wildcard_constraints:
+        dataset=names_regex(BATCH_DATASETS),
+    conda:
+        "../envs/scanpy.yaml"
+    resources:
+        mem_mb=mem_mb("integration"),
+    params:
+        integration=get_integration_params,
+    script:
+        "../scripts/integration.py"

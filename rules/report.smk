@@ -1,6 +1,7 @@
 rule summarize:
     input:
-        get_run_outputs("metrics.json"),
+        metrics=get_run_outputs("metrics.json"),
+        integration=get_integration_outputs(),
     output:
         report(
             f"{RESULTS}/summary/metrics.tsv",
@@ -87,6 +88,27 @@ rule plot_dataset:
         runs=get_dataset_run_keys,
     script:
         "../scripts/plot_dataset.py"
+
+
+rule plot_integration:
+    input:
+        f"{RESULTS}/summary/metrics.tsv",
+    output:
+        report(
+            f"{RESULTS}/summary/{{dataset}}/integration.png",
+            caption="../report/integration.rst",
+            category="Figures",
+            subcategory="{dataset}",
+        ),
+    log:
+        f"{RESULTS}/logs/plot_integration/{{dataset}}.log",
+    # only the datasets with a batch (a `batch_key`) have integration scores
+    wildcard_constraints:
+        dataset=names_regex(BATCH_DATASETS),
+    conda:
+        "../envs/scanpy.yaml"
+    script:
+        "../scripts/plot_integration.py"
 
 
 rule provenance:

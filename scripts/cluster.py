@@ -2,6 +2,7 @@
 
 import anndata as ad
 
+from scembed.batches import batch_key_of
 from scembed.evaluate import evaluate_embedding
 from scembed.plots import umap_figure
 from scembed.runtime import atomic_path, setup_logging, write_json
@@ -35,6 +36,9 @@ def main(snakemake):
         )
 
     table = adata.obs[[label_key]].rename(columns={label_key: "label"})
+    batch_key = batch_key_of(adata)
+    if batch_key:  # only data with a batch: clusters.tsv is otherwise as it was
+        table["batch"] = adata.obs[batch_key].astype(str)
     table["cluster"] = adata.obs["leiden"].astype(str)
     table["cluster_matched"] = adata.obs["leiden_matched"].astype(str)
     table["kmeans"] = adata.obs["kmeans"].astype(str)
@@ -43,7 +47,9 @@ def main(snakemake):
         table.to_csv(tmp, sep="\t", index_label="cell")
     title = f"{snakemake.wildcards.dataset} / {snakemake.wildcards.method} / seed {seed}"
     with atomic_path(snakemake.output.umap) as tmp:
-        umap_figure(adata.obsm["X_umap"], table["cluster"], table["label"], title, tmp)
+        umap_figure(
+            adata.obsm["X_umap"], table["cluster"], table["label"], title, tmp, table.get("batch")
+        )
     info = adata.uns["embedding"]
     write_json(
         {

@@ -1,9 +1,9 @@
-"""Figures of one dataset: metrics by method, UMAPs, VAE loss curves, cluster heatmaps."""
+"""Figures of one dataset: metrics by method (with the integration scores when it has a
+batch), UMAPs (coloured by batch too), VAE loss curves, cluster heatmaps."""
 
 import pandas as pd
 
-from scembed.compare import median_ari_seed
-from scembed.metrics import METRIC_NAMES
+from scembed.compare import compared_metrics, median_ari_seed
 from scembed.plots import heatmap_figure, losses_figure, metrics_figure, umap_grid_figure
 from scembed.runtime import atomic_path, setup_logging
 
@@ -27,7 +27,7 @@ def main(snakemake):
 
     figures = {
         "metrics": lambda out: metrics_figure(
-            metrics, METRIC_NAMES, f"{dataset}: metrics by seed", out
+            metrics, compared_metrics(metrics), f"{dataset}: metrics by seed", out
         ),
         "umaps": lambda out: umap_grid_figure(median_runs, f"{dataset}: UMAPs", out),
         "losses": lambda out: losses_figure(histories, f"{dataset}: VAE losses", out),

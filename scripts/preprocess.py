@@ -2,6 +2,7 @@
 
 import anndata as ad
 
+from scembed.batches import batch_key_of
 from scembed.preprocess import preprocess
 from scembed.runtime import setup_logging, write_h5ad
 
@@ -16,6 +17,9 @@ def main(snakemake):
         adata.uns["preprocess"]["cells_dropped"],
         adata.obs["split"].value_counts().to_dict(),
     )
+    key = batch_key_of(adata)
+    if key is not None:
+        log.info("batches (%r): %s", key, adata.obs[key].value_counts().sort_index().to_dict())
     write_h5ad(adata, snakemake.output[0])
 
 

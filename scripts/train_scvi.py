@@ -3,6 +3,7 @@
 import anndata as ad
 import torch
 
+from scembed.batches import batch_codes, batch_key_of, uses_batch
 from scembed.embedding import write_trained_model
 from scembed.runtime import setup_logging
 from scembed.scvi_model import train_scvi
@@ -12,11 +13,25 @@ def main(snakemake):
     log = setup_logging(snakemake.log[0])
     torch.set_num_threads(snakemake.threads)
     seed = int(snakemake.wildcards.seed)
-    params = {k: v for k, v in snakemake.params.method.items() if k != "kind"}
+    method = snakemake.params.method
+    params = {k: v for k, v in method.items() if k != "kind"}
     log.info("parameters: %s", params)
     pre = ad.read_h5ad(snakemake.input[0])
+    key = batch_key_of(pre)
+    batch = names = None
+    if key is not None and uses_batch(method):
+        batch, names = batch_codes(pre.obs, key)
+        log.info("batch: obs[%r], %d batches, SCVI's batch_key", key, len(names))
+    else:
+        log.info("batch: not used (%s)", "no batch_key" if key is None else "use_batch: false")
     result = train_scvi(
-        pre.layers["counts"], pre.obs["split"].to_numpy(), seed=seed, log=log.info, **params
+        pre.layers["counts"],
+        pre.obs["split"].to_numpy(),
+        seed=seed,
+        log=log.info,
+        batch=batch,
+        batch_names=names,
+        **params,
     )
     info = {
         "dataset": snakemake.wildcards.dataset,
@@ -26,6 +41,8 @@ def main(snakemake):
         "device": result.device,
         "epochs": result.epochs,
     }
+    if names:
+        info.update(batch_key=key, batches=names)
     write_trained_model(
         snakemake.output, pre, result.latent, info, result.state_dict, result.history
     )

@@ -2,11 +2,14 @@
 
 Training writes a checkpoint outside the rule's outputs (``params.checkpoint``) every
 ``checkpoint_every`` epochs (config key); a rerun after a kill resumes from it, and it is
-removed once the outputs are written.
+removed once the outputs are written. With ``use_batch`` (preset ``improved``) on a dataset
+with a ``batch_key`` the batch is a covariate of the network, and ``model.pt`` names the
+batches (its state dict's ``batches._extra_state``).
 """
 
 import torch
 
+from scembed.batches import batch_codes, batch_key_of
 from scembed.embedding import write_trained_model
 from scembed.runtime import atomic_path, read_h5ad_parts, setup_logging, stop_on_signals
 from scembed.vae import checkpoint as ckpt
@@ -29,6 +32,13 @@ def main(snakemake):
     log.info("parameters: %s", params)
     # the counts only: the log-normalised X is never read (gigabytes at atlas scale)
     pre = read_h5ad_parts(snakemake.input[0], x=False, layers=("counts",))
+    key = batch_key_of(pre)
+    batch = names = None
+    if key is not None and params.use_batch:
+        batch, names = batch_codes(pre.obs, key)
+        log.info("batch: obs[%r], %d batches, a covariate of the VAE", key, len(names))
+    else:
+        log.info("batch: not used (%s)", "no batch_key" if key is None else "use_batch: false")
     checkpoint = snakemake.params.checkpoint
     try:
         result = train_vae(
@@ -39,6 +49,8 @@ def main(snakemake):
             log=log.info,
             checkpoint=checkpoint,
             checkpoint_every=snakemake.config["checkpoint_every"],
+            batch=batch,
+            batch_names=names,
         )
     except NonFiniteLossError as err:
         if err.best_state is not None:
@@ -59,6 +71,8 @@ def main(snakemake):
         "epochs": len(result.history),
         "stop_reason": result.stop_reason,
     }
+    if result.batches:
+        info.update(batch_key=key, batches=result.batches)
     write_trained_model(
         snakemake.output, pre, result.latent, info, result.state_dict, result.history
     )

@@ -11,6 +11,7 @@ from scembed.compare import (
     PAIRED_COLUMNS,
     compare_methods,
     compare_variants,
+    compared_metrics,
     median_ari_seed,
     paired_bootstrap,
     paired_difference,
@@ -54,6 +55,18 @@ def metrics_table(vae_ari):
     for metric in ("ari", "nmi", "matched_ari", "kmeans_ari"):
         table[metric] = [0.30, 0.32, 0.34, *vae_ari]
     return table
+
+
+def with_integration(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with a batch dataset ``b`` (pca: iLISI 0.2, 0.25, 0.3; harmony: 0.1 higher
+    on every seed, the other integration scores alike) beside ``d``, whose integration
+    columns are empty, as metrics.tsv has them when only some datasets have a batch."""
+    batch = metrics_rows({"pca": "pca", "harmony": "pca"}, [0, 1, 2]).assign(dataset="b")
+    gain = np.where(batch["method"] == "harmony", 0.1, 0.0)
+    scores = {"n_batches": 2}
+    for i, name in enumerate(("ilisi", "batch_asw", "clisi", "isolated_label_asw")):
+        scores[name] = 0.2 + i * 0.1 + 0.05 * batch["seed"] + gain
+    return pd.concat([table, batch.assign(**scores)], ignore_index=True)
 
 
 def variant_table() -> pd.DataFrame:
@@ -160,6 +173,37 @@ def test_paired_effects_and_their_figure(tmp_path):
     none = compare_methods(table, "none")
     paired_effects_figure(paired_effects(none), tmp_path / "none.png")
     assert (tmp_path / "none.png").stat().st_size > 0
+
+
+def test_integration_scores_are_paired_where_a_dataset_has_them():
+    table = with_integration(metrics_rows({"pca": "pca", "vae": "vae"}, [0, 1, 2]))
+    comparison = compare_methods(table)
+    scored = comparison[comparison["metric"] == "ilisi"]
+    assert set(scored["dataset"]) == {"b"}  # d's integration columns are empty: no rows
+    harmony = scored[scored["method"] == "harmony"].iloc[0]
+    assert harmony["mean"] == pytest.approx(0.35) and harmony["baseline"] == "pca"
+    assert harmony["diff_mean"] == pytest.approx(0.1)  # higher is better: 3 of 3 won
+    assert (harmony["wins"], harmony["paired_seeds"]) == (3, 3)
+    assert compared_metrics(table[table["dataset"] == "b"])[-4:] == [
+        "ilisi",
+        "batch_asw",
+        "clisi",
+        "isolated_label_asw",
+    ]
+    assert "ilisi" not in compared_metrics(table[table["dataset"] == "d"])
+    effects = paired_effects(comparison)
+    assert list(dict.fromkeys(effects.loc[effects["dataset"] == "b", "metric"]))[-4:] == [
+        "ilisi",
+        "batch_asw",
+        "clisi",
+        "isolated_label_asw",
+    ]
+    assert not effects.loc[effects["dataset"] == "d", "metric"].str.contains("lisi").any()
+
+
+def test_no_integration_columns_no_integration_rows():
+    comparison = compare_methods(metrics_rows({"pca": "pca", "vae": "vae"}, [0, 1, 2]))
+    assert not set(comparison["metric"]) & {"ilisi", "batch_asw", "clisi", "isolated_label_asw"}
 
 
 # --------------------------------------------------------------------------- variants

@@ -13,7 +13,7 @@ from dry_run import job_counts
 
 EXPERIMENTS = REPO / "experiments"
 SHARED_DATA = REPO.parent / "shared" / "data"
-GRIDS = ("ablation", "finalists", "genes", "likelihoods")
+GRIDS = ("ablation", "finalists", "genes", "likelihoods", "panel")
 
 
 def make_plan(target: str, *args: str, folder: Path = EXPERIMENTS) -> str:
@@ -99,7 +99,7 @@ def test_tables_copies_only_finished_grids(tmp_path):
 
 @pytest.mark.workflow
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is absent")
-@pytest.mark.parametrize("grid", ["ablation", "finalists", "genes"])
+@pytest.mark.parametrize("grid", ["ablation", "finalists", "genes", "panel"])
 def test_grid_config_plans_every_run(tmp_path, grid):
     """Each grid's config validates and plans every dataset x method x seed, the real
     datasets read in place from ../shared/data (paths relative to the repository)."""
@@ -118,3 +118,62 @@ def test_grid_config_plans_every_run(tmp_path, grid):
     assert plan["cluster"] == n_runs and plan["preprocess"] == len(config["datasets"])
     assert plan.get("train_vae", 0) == kinds.count("vae") * n_per_method
     assert plan["compare"] == 1
+
+
+def fake_grid(folder: Path) -> None:
+    """metrics.tsv of a grid of 4 datasets, 2 seeds: `good` beats PCA by 0.1 on three
+    datasets and loses by 0.3 on `d3`; `plain` is level with PCA everywhere."""
+    import pandas as pd
+
+    rows = []
+    for dataset in ("d0", "d1", "d2", "d3"):
+        for seed in (0, 1):
+            for method, gain in (("pca", 0.0), ("vae", -0.05), ("plain", 0.0), ("good", 0.1)):
+                gain = -0.3 if (method, dataset) == ("good", "d3") else gain
+                ari = 0.5 + gain + 0.01 * seed
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "method": method,
+                        "seed": seed,
+                        "matched_ari": ari,
+                        "kmeans_ari": ari,
+                    }
+                )
+    (folder / "summary").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(folder / "summary" / "metrics.tsv", sep="\t", index=False)
+
+
+def test_selection_rule_chooses_by_mean_rank_and_judges_each_pick_on_the_left_out_set(tmp_path):
+    import pandas as pd
+
+    fake_grid(tmp_path / "grid")
+    result = subprocess.run(
+        [
+            str(REPO / ".venv/bin/python"),
+            str(EXPERIMENTS / "choose.py"),
+            "fakegrid",
+            "--results",
+            str(tmp_path / "grid"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    out = EXPERIMENTS / "results" / "fakegrid"
+    try:
+        assert result.returncode == 0, result.stderr
+        table = pd.read_csv(out / "selection.tsv", sep="\t").set_index("held_out")
+        text = (out / "selection.md").read_text()
+    finally:
+        import shutil
+
+        shutil.rmtree(out, ignore_errors=True)
+    # in sample: `good` ranks first on three of four datasets
+    assert "The rule applied to every dataset chooses `good`" in text
+    # every fold picks `good` (it still leads on the other three) and is judged on the
+    # left-out set: +0.1 over PCA on d0..d2, -0.3 on d3, and 0.15 / -0.25 over the book
+    assert (table["chosen_on_the_others"] == "good").all()
+    assert table.loc["d0", "kmeans_ari - pca"] == pytest.approx(0.1)
+    assert table.loc["d3", "matched_ari - pca"] == pytest.approx(-0.3)
+    assert table.loc["d3", "kmeans_ari - vae"] == pytest.approx(-0.25)
+    assert "3 of 4" in text  # held-out datasets won against PCA

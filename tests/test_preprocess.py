@@ -263,3 +263,62 @@ def test_preprocess_never_normalises_a_cell_of_total_zero():
     assert adata.uns["preprocess"]["cells_dropped"] == 5
     assert adata.n_obs == 55 and np.isfinite(adata.X.toarray()).all()
     assert (np.asarray(adata.layers["counts"].sum(axis=1)).ravel() > 0).all()
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def with_batches(raw: ad.AnnData, batches) -> ad.AnnData:
+    """A copy of ``raw`` with a ``sample`` batch column named in uns, as the import
+    leaves it."""
+    adata = raw.copy()
+    adata.obs["sample"] = pd.Categorical(batches)
+    adata.uns["batch_key"] = "sample"
+    return adata
+
+
+def filtered_cells(raw: ad.AnnData) -> np.ndarray:
+    """The cells that SPLIT's cell filter drops (fewer than 12 of the 40 genes kept)."""
+    expressed = np.diff(sp.csr_matrix(raw.X[:, select_genes(raw, 40)]).indptr)
+    return expressed < SPLIT["min_genes"]
+
+
+def test_the_batch_column_and_key_survive_preprocessing(raw, caplog):
+    batches = [f"s{i % 3}" for i in range(raw.n_obs)]
+    with caplog.at_level("INFO", logger="scembed"):
+        adata = preprocess(with_batches(raw, batches), **{**DEFAULTS, **SPLIT})
+    assert adata.uns["batch_key"] == "sample"
+    assert adata.n_obs < raw.n_obs  # the filter has work to do
+    expected = pd.Series(batches, index=raw.obs_names)[adata.obs_names]
+    assert list(adata.obs["sample"]) == list(expected)
+    assert list(adata.obs["sample"].cat.categories) == ["s0", "s1", "s2"]
+    assert "batch" not in caplog.text  # nothing lost, nothing to say
+    plain = preprocess(raw.copy(), **{**DEFAULTS, **SPLIT})
+    assert "batch_key" not in plain.uns and "sample" not in plain.obs
+
+
+def test_a_batch_emptied_by_the_cell_filter_leaves_the_categories(raw, caplog):
+    dropped = filtered_cells(raw)
+    batches = np.where(dropped, "shallow", np.where(np.arange(raw.n_obs) % 2, "a", "b"))
+    with caplog.at_level("WARNING", logger="scembed"):
+        adata = preprocess(with_batches(raw, batches), **{**DEFAULTS, **SPLIT})
+    assert adata.n_obs == int((~dropped).sum())
+    assert adata.uns["batch_key"] == "sample"
+    assert list(adata.obs["sample"].cat.categories) == ["a", "b"]
+    assert (
+        "the cell filter (min_genes) dropped every cell of the batch(es) ['shallow'] of "
+        "'sample'" in caplog.text
+    )
+
+
+def test_a_single_batch_left_by_the_cell_filter_drops_the_batch_key(raw, caplog):
+    batches = np.where(filtered_cells(raw), "shallow", "deep")
+    with caplog.at_level("WARNING", logger="scembed"):
+        adata = preprocess(with_batches(raw, batches), **{**DEFAULTS, **SPLIT})
+    assert "batch_key" not in adata.uns
+    assert list(adata.obs["sample"].cat.categories) == ["deep"]
+    assert (
+        "after the cell filter (min_genes) the batch column 'sample' holds a single batch "
+        "('deep'): the integration (batch) scores are skipped and uns['batch_key'] is "
+        "removed" in caplog.text
+    )

@@ -83,3 +83,18 @@ def test_missing_label_h5ad_lists_columns(tmp_path):
         load_dataset(spec, {"path": str(tmp_path / "data.h5ad")})
     assert "no label column 'celltype'" in str(err.value)
     assert "['cell_type', 'batch']" in str(err.value)
+
+
+def test_zeisel_batch_key_reads_a_row_of_its_cell_metadata(tmp_path):
+    """The Zeisel file's per-cell rows (tissue, sex, age...) are obs columns: `tissue`
+    is a batch of two; `age` (21 days for every cell here) a single batch."""
+    data = write_zeisel(tmp_path / "expression.txt")
+    spec = {"source": "zeisel2015", "label_key": "level1class", "batch_key": "tissue"}
+    adata = load_dataset(spec, {"path": str(data["path"])})
+    assert adata.uns["batch_key"] == "tissue"
+    expected = ["sscortex" if i % 2 else "ca1hippocampus" for i in range(N_CELLS)]
+    assert list(adata.obs["tissue"]) == expected
+    single = load_dataset({**spec, "batch_key": "age"}, {"path": str(data["path"])})
+    assert "batch_key" not in single.uns
+    with pytest.raises(DataError, match=r"no batch column 'plate'; the columns are \['tissue'"):
+        load_dataset({**spec, "batch_key": "plate"}, {"path": str(data["path"])})

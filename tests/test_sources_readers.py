@@ -117,6 +117,62 @@ def test_10x_missing_label_column(tmp_path, tenx):
         load_dataset(spec, {"path": str(folder), "labels": str(labels)})
 
 
+def tenx_labels(tmp_path, barcodes, rows: list[str]) -> Path:
+    """A labels TSV with a ``cell_type`` and a ``donor`` column: ``rows`` are
+    "index<TAB>type<TAB>donor" with the index of a barcode of the ``tenx`` fixture."""
+    lines = ["barcode\tcell_type\tdonor"]
+    for row in rows:
+        i, rest = row.split("\t", 1)
+        lines.append(f"{barcodes[int(i)]}\t{rest}")
+    path = tmp_path / "labels.tsv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_10x_batches_from_a_column_of_the_labels(tmp_path, tenx, caplog):
+    folder, _, barcodes, _ = tenx
+    rows = ["0\tT\td1", "1\tB\td2", "2\tT\td2", "3\tB\td1", "5\tmono\td2"]
+    labels = tenx_labels(tmp_path, barcodes, rows)
+    spec = {"source": "10x", "label_key": "cell_type", "batch_key": "donor"}
+    with caplog.at_level(logging.INFO):
+        adata = load_dataset(spec, {"path": str(folder), "labels": str(labels)})
+    assert adata.uns["batch_key"] == "donor"
+    donors = dict(zip(adata.obs_names, adata.obs["donor"].astype(str), strict=True))
+    assert donors == {barcodes[i]: d for i, d in [(0, "d1"), (1, "d2"), (2, "d2"), (3, "d1"),
+                                                   (5, "d2")]}  # fmt: skip
+    assert any("2 batches in 'donor'" in m for m in warnings_of(caplog))
+    # without batch_key the donor column is not read
+    plain = load_dataset({**spec, "batch_key": None}, {"path": str(folder), "labels": str(labels)})
+    assert "donor" not in plain.obs and "batch_key" not in plain.uns
+
+
+def test_10x_batch_column_missing_or_empty_names_the_labels_file(tmp_path, tenx):
+    folder, _, barcodes, _ = tenx
+    labels = tenx_labels(tmp_path, barcodes, ["0\tT\td1", "2\tB\t", "3\tB\td2"])
+    spec = {"source": "10x", "label_key": "cell_type"}
+    files = {"path": str(folder), "labels": str(labels)}
+    with pytest.raises(DataError) as err:
+        load_dataset({**spec, "batch_key": "sample"}, files)
+    assert str(err.value).startswith(
+        f"{labels}: there is no batch column 'sample'; the columns are ['cell_type', 'donor']"
+    )
+    with pytest.raises(DataError) as err:
+        load_dataset({**spec, "batch_key": "donor"}, files)
+    assert str(err.value).startswith(f"{labels}: 1 of 3 cells have no batch in the column 'donor'")
+
+
+def test_10x_labels_of_a_value_per_cell_are_refused_on_the_cells_of_the_file(tmp_path, tenx):
+    """The check counts the cells of the 10x file, not the rows of the table."""
+    folder, _, barcodes, _ = tenx
+    labels = tenx_labels(tmp_path, barcodes, [f"{i}\tcell{i}\td1" for i in range(6)])
+    spec = {"source": "10x", "label_key": "cell_type"}
+    with pytest.raises(DataError) as err:
+        load_dataset(spec, {"path": str(folder), "labels": str(labels)})
+    assert str(err.value).startswith(
+        f"{labels}: the label column 'cell_type' holds 6 distinct values in 6 labelled cells"
+    )
+
+
 # --------------------------------------------------------------------------- damaged files
 
 
@@ -295,3 +351,22 @@ def test_load_dataset_pbmc68k():
     assert np.issubdtype(adata.X.dtype, np.integer)
     assert adata.obs["bulk_labels"].nunique() == 10
     assert adata.uns["provenance"]["source"] == "pbmc68k"
+
+
+def test_pbmc68k_batch_key_and_a_per_cell_label_column(caplog):
+    """pbmc68k's obs columns: `phase` as a batch (three), `n_genes` (356 values in 700
+    cells) refused as labels, naming bulk_labels, phase and louvain."""
+    with caplog.at_level(logging.INFO):
+        adata = load_dataset(
+            {"source": "pbmc68k", "label_key": "bulk_labels", "batch_key": "phase"}, {}
+        )
+    assert adata.uns["batch_key"] == "phase"
+    assert list(adata.obs["phase"].cat.categories) == ["G1", "G2M", "S"]
+    with pytest.raises(DataError) as err:
+        load_dataset({"source": "pbmc68k", "label_key": "n_genes"}, {})
+    message = str(err.value)
+    assert "the label column 'n_genes' holds 356 distinct values in 700 labelled cells" in message
+    assert (
+        "the columns that look like cell types are 'bulk_labels' (10 values), 'phase' "
+        "(3 values), 'louvain' (11 values)." in message
+    )

@@ -4,7 +4,7 @@ paired effects and the dataset variants of effects.md."""
 from __future__ import annotations
 
 import numpy as np
-from test_compare import metrics_rows, metrics_table, variant_table
+from test_compare import metrics_rows, metrics_table, variant_table, with_integration
 
 from scembed.compare import compare_methods, compare_variants
 from scembed.tables import effects_markdown, headline_markdown, variants_markdown
@@ -48,6 +48,30 @@ def test_headline_of_one_method_and_one_seed():
     table = metrics_rows({"pca": "pca", "vae": "vae"}, [0])
     headline = headline_markdown(table, compare_methods(table))
     assert "vae vs pca, ari: difference +0.100, better in 1 of 1 seeds" in headline
+
+
+def test_headline_integration_section_only_for_datasets_with_a_batch():
+    table = with_integration(metrics_rows({"pca": "pca", "vae": "vae"}, [0, 1, 2]))
+    table["matched_nmi"], table["silhouette"] = 0.5, 0.0
+    headline = headline_markdown(table, compare_methods(table))
+    d, b = headline.split("## b (")[0], headline.split("## b (")[1]
+    assert "Integration" not in d  # d has no batch: its section is as before
+    header = (
+        "| method | seeds | iLISI | batch ASW | cLISI | isolated-label ASW | batch mixing "
+        "| bio conservation |"
+    )
+    assert "### Integration (2 batches)" in b and header in b
+    # harmony: iLISI 0.3, 0.35, 0.4; batch ASW 0.1 above; mixing their mean per seed
+    assert "| harmony | 3 | 0.350 ± 0.050 | 0.450 ± 0.050 | 0.550 ± 0.050 |" in b
+    assert "| 0.400 ± 0.050 |" in b  # batch mixing of harmony: (0.35 + 0.45) / 2
+    assert "Integration scores (scIB, Luecken et al. 2022)" in headline
+
+
+def test_headline_without_a_batch_has_no_integration_text():
+    table = metrics_table([0.40, 0.31, 0.44])
+    headline = headline_markdown(table, compare_methods(table))
+    assert "Integration" not in headline and "iLISI" not in headline
+    assert headline.endswith("The CI resamples seeds (paired).\n")
 
 
 # --------------------------------------------------------------------------- effects

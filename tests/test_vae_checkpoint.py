@@ -41,7 +41,10 @@ def assert_same_result(resumed, reference):
     assert resumed.stop_reason == reference.stop_reason
     assert resumed.state_dict.keys() == reference.state_dict.keys()
     for key, value in reference.state_dict.items():
-        assert torch.equal(resumed.state_dict[key], value), key
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(resumed.state_dict[key], value), key
+        else:  # a module's extra state: the batch names
+            assert resumed.state_dict[key] == value, key
 
 
 def interrupted_then_resumed(data, params, path, stop, seed=0, every=1):
@@ -133,7 +136,7 @@ def test_checkpoint_loads_with_weights_only_and_holds_the_state(data, tmp_path):
     with pytest.raises(Interrupted):
         train_vae(counts, split, params, 0, log=quiet, on_epoch=interrupt_at(3), checkpoint=path)
     state = torch.load(path, weights_only=True)
-    assert set(state) == set(ckpt.KEYS)
+    assert set(state) == {*ckpt.KEYS, "batches"} and state["batches"] == []
     assert state["epoch"] == 2 and [row[0] for row in state["history"]] == [1, 2]
     assert state["best_epoch"] in (1, 2) and isinstance(state["best_loss"], float)
     assert set(state["rng"]) == {"torch", "shuffle", "cuda"} and state["rng"]["cuda"] == []
@@ -238,3 +241,71 @@ def test_checkpoint_every_zero_writes_none_and_bad_values_are_refused(data, tmp_
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="checkpoint_every"):
             train_vae(counts, split, short_params(), 0, log=quiet, checkpoint_every=bad)
+
+
+# --- with a batch ------------------------------------------------------------------------
+
+
+def batch_run(data, path, names, seed=0, on_epoch=None, log=quiet, batch=None):
+    """Train the improved preset with the batch ``batch`` (default: three batches taken
+    in turn) named ``names``, with a checkpoint at ``path``."""
+    counts, split = data
+    params = short_params(preset="improved", kl_warmup_epochs=2, max_epochs=6)
+    codes = np.arange(len(split)) % len(names) if batch is None else batch
+    kwargs = {"on_epoch": on_epoch} if on_epoch else {}
+    return train_vae(
+        counts,
+        split,
+        params,
+        seed,
+        log=log,
+        checkpoint=path,
+        batch=codes,
+        batch_names=names,
+        **kwargs,
+    )
+
+
+def test_resume_with_a_batch_is_bit_identical_and_records_the_batches(data, tmp_path):
+    names = ["p1", "p2", "p3"]
+    reference = batch_run(data, None, names)
+    path = tmp_path / "seed0.pt"
+    with pytest.raises(Interrupted):
+        batch_run(data, path, names, on_epoch=interrupt_at(4))
+    saved = torch.load(path, weights_only=True)
+    assert saved["batches"] == names and saved["model"]["batches._extra_state"] == names
+    messages = []
+    result = batch_run(data, path, names, log=messages.append)
+    assert f"resumed from checkpoint {path} at epoch 3: " in "\n".join(messages)
+    assert result.batches == names
+    assert_same_result(result, reference)
+
+
+@pytest.mark.parametrize("change", ["names", "codes", "no batch"])
+def test_checkpoint_of_other_batches_is_not_resumed(data, tmp_path, change):
+    """Other batch names (or none) are named in the log; other codes under the same names
+    change the data's digest. Either way training starts over and gives the result of
+    this run's batches."""
+    counts, split = data
+    names = ["p1", "p2", "p3"]
+    path = tmp_path / "seed0.pt"
+    with pytest.raises(Interrupted):
+        if change == "no batch":
+            params = short_params(preset="improved", kl_warmup_epochs=2, max_epochs=6)
+            train_vae(
+                counts, split, params, 0, log=quiet, checkpoint=path, on_epoch=interrupt_at(3)
+            )
+        else:
+            other = ["p1", "p2", "p4"] if change == "names" else names
+            codes = np.roll(np.arange(len(split)) % 3, 1) if change == "codes" else None
+            batch_run(data, path, other, on_epoch=interrupt_at(3), batch=codes)
+    messages = []
+    result = batch_run(data, path, names, log=messages.append)
+    log = "\n".join(messages)
+    assert "resumed" not in log
+    if change == "codes":
+        assert "ignored: it was written with other parameters, seed, device, torch or data" in log
+    else:
+        written = "none" if change == "no batch" else "['p1', 'p2', 'p4']"
+        assert f"ignored: it was written for the batches {written} and this run has {names}" in log
+    assert_same_result(result, batch_run(data, None, names))

@@ -107,3 +107,63 @@ def test_encoder_input_log1p(batch):
     torch.testing.assert_close(qz["qz_scale"], expected_scale)
     raw = _model(encoder_input="counts").eval()
     torch.testing.assert_close(raw.inference(x)["qz_m"], raw.z_encoder(x)[0])
+
+
+# --- the batch covariate -----------------------------------------------------------------
+
+
+def test_batch_covariate_widens_the_first_layer_of_encoder_and_decoder():
+    torch.manual_seed(0)
+    plain = VAE(N_GENES, n_latent=N_LATENT, n_hidden=16)
+    torch.manual_seed(0)
+    batched = VAE(N_GENES, n_latent=N_LATENT, n_hidden=16, n_batch=3, batch_names=["a", "b", "c"])
+    assert batched.z_encoder.encoder[0].weight.shape == (16, N_GENES + 3)
+    assert batched.decoder.decoder[0].weight.shape == (16, N_LATENT + 3)
+    assert plain.z_encoder.encoder[0].weight.shape == (16, N_GENES)
+    assert plain.decoder.decoder[0].weight.shape == (16, N_LATENT)
+    widened = {"z_encoder.encoder.0.weight", "decoder.decoder.0.weight"}
+    plain_state, batched_state = plain.state_dict(), batched.state_dict()
+    assert set(batched_state) == {*plain_state, "batches._extra_state"}
+    assert batched_state["batches._extra_state"] == ["a", "b", "c"]
+    for key, value in plain_state.items():  # only the two first layers change shape
+        assert (batched_state[key].shape == value.shape) == (key not in widened), key
+    # no batch: the same network as before batches existed, parameter for parameter
+    torch.manual_seed(0)
+    for key, value in VAE(N_GENES, n_latent=N_LATENT, n_hidden=16, n_batch=0).state_dict().items():
+        assert torch.equal(value, plain_state[key]), key
+
+
+def test_batch_enters_the_encoder_and_the_decoder(batch):
+    x, size_factor = batch
+    torch.manual_seed(0)
+    model = VAE(N_GENES, n_latent=N_LATENT, n_hidden=16, n_batch=2).eval()
+    zeros, ones = torch.zeros(N_CELLS, dtype=torch.int64), torch.ones(N_CELLS, dtype=torch.int64)
+    qz_m = model.inference(x, zeros)["qz_m"]
+    assert not torch.allclose(qz_m, model.inference(x, ones)["qz_m"])
+    rate = model.generative(qz_m, size_factor, zeros)["px_rate"]
+    assert not torch.allclose(rate, model.generative(qz_m, size_factor, ones)["px_rate"])
+    # the one-hot concatenated to the inputs is what the first layers see
+    one_hot = torch.nn.functional.one_hot(ones, 2).float()
+    expected, _ = model.z_encoder(torch.log1p(x) if model.encoder_input == "log1p" else x, one_hot)
+    torch.testing.assert_close(model.inference(x, ones)["qz_m"], expected)
+    out = model.loss(x, size_factor, batch_index=ones)
+    assert torch.isfinite(out.loss) and out.reconst_loss.shape == (N_CELLS,)
+
+
+def test_batch_index_is_required_exactly_when_the_model_has_a_batch(batch):
+    x, size_factor = batch
+    with pytest.raises(ValueError, match="pass each cell's batch_index"):
+        VAE(N_GENES, n_latent=N_LATENT, n_batch=2).loss(x, size_factor)
+    with pytest.raises(ValueError, match="built without a batch"):
+        _model().inference(x, torch.zeros(N_CELLS, dtype=torch.int64))
+    with pytest.raises(ValueError, match="batch_names"):
+        VAE(N_GENES, n_batch=2, batch_names=["a"])
+
+
+def test_a_state_of_other_batches_does_not_load():
+    source = VAE(N_GENES, n_latent=N_LATENT, n_batch=2, batch_names=["p1", "p2"])
+    same = VAE(N_GENES, n_latent=N_LATENT, n_batch=2, batch_names=["p1", "p2"])
+    same.load_state_dict(source.state_dict())
+    other = VAE(N_GENES, n_latent=N_LATENT, n_batch=2, batch_names=["p1", "p3"])
+    with pytest.raises(ValueError, match=r"batches \['p1', 'p2'\] are not this model's"):
+        other.load_state_dict(source.state_dict())

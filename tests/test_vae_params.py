@@ -38,6 +38,19 @@ def test_improved_preset_resolves_and_takes_overrides():
     assert override.decoder_output == "softmax"  # the rest of the preset stays
 
 
+def test_use_batch_is_the_presets_and_overridable():
+    """Only the improved preset conditions on the batch by default: the book's and the
+    stable VAE stay what they were on a dataset with a batch_key."""
+    assert [resolve_params({"preset": name}).use_batch for name in PRESETS] == [
+        False,
+        False,
+        True,
+    ]
+    assert list(PRESETS) == ["book", "stable", "improved"]
+    assert resolve_params({"preset": "improved", "use_batch": False}).use_batch is False
+    assert resolve_params({"preset": "book", "use_batch": True}).use_batch is True
+
+
 # --- refused values ----------------------------------------------------------------------
 
 
@@ -53,6 +66,8 @@ def test_improved_preset_resolves_and_takes_overrides():
         ({"lr": -1}, "lr"),
         ({"device": "gpu"}, "gpu.*cuda"),
         ({"drop_last": "yes"}, "drop_last"),
+        ({"use_batch": "yes"}, "use_batch.*true or false"),
+        ({"use_batch": 1}, "use_batch"),
     ],
 )
 def test_bad_params_raise(params, match):

@@ -79,6 +79,26 @@ def test_dry_run_demo_config(tmp_path):
     assert "cortex" not in result.stdout
 
 
+def test_dry_run_plans_integration_scores_only_for_a_dataset_with_a_batch(tmp_path):
+    config = synthetic_config(seeds=[0, 1])  # pca and vae
+    plain = config["datasets"]["synthetic"]
+    config["datasets"] = {
+        "plain": plain,
+        "batched": {**plain, "n_batches": 2, "batch_key": "batch"},
+        "named": {**plain, "n_batches": 3, "batch_key": "batch"},
+    }
+    result = run_config(tmp_path, config, "-n")
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout)
+    assert counts["integration"] == 2 * 2 * 2  # 2 datasets x 2 methods x 2 seeds
+    assert counts["plot_integration"] == 2 and counts["plot_dataset"] == 3
+    for dataset in ("batched", "named"):
+        assert f"results/{dataset}/vae/seed1/integration.tsv" in result.stdout
+        assert f"results/summary/{dataset}/integration.png" in result.stdout
+    assert "results/plain/pca/seed0/integration.tsv" not in result.stdout
+    assert "results/summary/plain/integration.png" not in result.stdout
+
+
 def test_configfile_replaces_default_config(tmp_path):
     workdir = with_default_config(tmp_path)
     config = synthetic_config(seeds=[3])
@@ -370,8 +390,9 @@ SHORT_VAE = {"kind": "vae", "max_epochs": 2, "patience": 2, "device": "cpu"}
 
 
 def test_realistic_size_run(tmp_path):
-    """20,000 cells: past scanpy's 8192-cell switch to approximate neighbours (which
-    crashed), the silhouette's 10,000-cell sample and many inference batches."""
+    """20,000 cells: approximate neighbours (scanpy's path crashed from 8192 cells; `auto`
+    takes them from 10^5), the silhouette's 10,000-cell sample and many inference
+    batches."""
     config = {
         "datasets": {
             "large": {
@@ -387,6 +408,7 @@ def test_realistic_size_run(tmp_path):
         # leidenalg run to convergence costs minutes per Leiden run at this size (README,
         # "Large datasets"); igraph's two iterations are scanpy's coming default
         "cluster": {
+            "knn_search": "approximate",
             "leiden_flavor": "igraph",
             "leiden_directed": False,
             "leiden_n_iterations": 2,

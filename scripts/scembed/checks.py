@@ -1,5 +1,5 @@
 """Checks of the data, shared by the sources, preprocessing and the VAE: the counts, the
-labels and the cells a run needs.
+labels, the batches and the cells a run needs.
 
 :class:`DataError` is input data that cannot be used as it is; every message names the
 problem and the fix. The checks of a config and its plan (before any job) are in
@@ -68,9 +68,9 @@ def _bad_counts(values: np.ndarray) -> np.ndarray:
     return ~np.isfinite(values) | (values < 0) | (values != np.round(values))
 
 
-def check_labels(obs: pd.DataFrame, label_key: str, where: str) -> None:
-    """Fail unless ``obs`` has the label column (listing the columns that exist) with at
-    least two distinct labels."""
+def check_label_column(obs: pd.DataFrame, label_key: str, where: str) -> None:
+    """Fail unless ``obs`` has the label column (listing the columns that exist) and it
+    holds at least one label."""
     if label_key not in obs.columns:
         raise DataError(
             f"{where}: there is no label column {label_key!r}; the columns are "
@@ -81,12 +81,94 @@ def check_labels(obs: pd.DataFrame, label_key: str, where: str) -> None:
             f"{where}: the label column {label_key!r} has no labels (every value is missing "
             "or empty). Set `label_key` to a column that holds the cell types."
         )
-    values = obs[label_key][labelled(obs[label_key])].astype(str).unique()
-    if len(values) < 2:
+
+
+def check_labels(obs: pd.DataFrame, label_key: str, where: str) -> None:
+    """Fail unless ``obs`` has the label column (listing the columns that exist) with at
+    least two distinct labels, and not one label per cell (:func:`per_cell`)."""
+    check_label_column(obs, label_key, where)
+    values = obs[label_key][labelled(obs[label_key])].astype(str)
+    distinct = values.unique()
+    if len(distinct) < 2:
         raise DataError(
-            f"{where}: the label column {label_key!r} holds a single value ({values[0]!r}): "
+            f"{where}: the label column {label_key!r} holds a single value ({distinct[0]!r}): "
             "ARI, NMI and every other score against one label mean nothing. Set "
             "`label_key` to a column with at least two cell types."
+        )
+    if per_cell(len(distinct), len(values)):
+        raise DataError(
+            f"{where}: the label column {label_key!r} holds {len(distinct)} distinct values "
+            f"in {len(values)} labelled cells (e.g. {list(distinct[:3])}): a value per cell, "
+            "like a barcode or cell id, not cell types; the scores need several cells of "
+            f"each type. Set `label_key` to a column of cell types; "
+            f"{describe_candidates(label_columns(obs, exclude=label_key))}."
+        )
+
+
+MAX_TYPES = 100
+"""The most distinct values of a column that :func:`label_columns` proposes as labels."""
+PER_CELL_MIN_LABELS = 50
+
+
+def per_cell(n_labels: int, n_cells: int) -> bool:
+    """Whether ``n_labels`` distinct values in ``n_cells`` labelled cells are a value per
+    cell (barcodes, cell ids) rather than cell types: as many values as cells, or more
+    than 50 values and more than half as many as cells. Real cell-type columns (up to a
+    few hundred types in 10^4 cells and more) never come near it."""
+    return n_labels >= n_cells or (n_labels > PER_CELL_MIN_LABELS and 2 * n_labels > n_cells)
+
+
+def label_columns(obs: pd.DataFrame, exclude: str | None = None) -> list[tuple[str, int]]:
+    """(name, distinct values) of the columns of ``obs`` that look like cell types: text,
+    categories or integers with 2 to :data:`MAX_TYPES` distinct values, not one per cell."""
+    found = []
+    for name in obs.columns:
+        column = obs[name]
+        if name == exclude or pd.api.types.is_bool_dtype(column):
+            continue
+        if pd.api.types.is_float_dtype(column) or pd.api.types.is_complex_dtype(column):
+            continue  # measurements (n_counts, percent_mito, scores), not types
+        values = column[labelled(column)].astype(str)
+        n_values = values.nunique()
+        if 2 <= n_values <= MAX_TYPES and not per_cell(n_values, len(values)):
+            found.append((str(name), int(n_values)))
+    return found
+
+
+def describe_candidates(columns: list[tuple[str, int]]) -> str:
+    """The candidate label columns for a message."""
+    if not columns:
+        return (
+            f"no column here has 2 to {MAX_TYPES} distinct values, as a cell-type column "
+            "would: add the cell types to the file"
+        )
+    listed = ", ".join(f"{name!r} ({n} values)" for name, n in columns)
+    return f"the columns that look like cell types are {listed}"
+
+
+def check_batches(obs: pd.DataFrame, batch_key: str, label_key: str, where: str) -> None:
+    """Fail unless ``obs`` has the batch column (listing the columns that exist), other
+    than the label column, with a batch for every cell."""
+    if batch_key == label_key:
+        raise DataError(
+            f"{where}: `batch_key` and `label_key` both name the column {batch_key!r}: the "
+            "batch must be another column than the cell types (a sample, donor, plate or "
+            "run). Set `batch_key` to that column, or remove `batch_key`."
+        )
+    if batch_key not in obs.columns:
+        raise DataError(
+            f"{where}: there is no batch column {batch_key!r}; the columns are "
+            f"{list(map(str, obs.columns))}. Set `batch_key` to one of them, or remove "
+            "`batch_key` from the dataset to run without batches."
+        )
+    missing = ~labelled(obs[batch_key])
+    if missing.any():
+        raise DataError(
+            f"{where}: {int(missing.sum())} of {len(missing)} cells have no batch in the "
+            f"column {batch_key!r} (missing or empty, e.g. cells "
+            f"{list(map(str, obs.index[missing][:3]))}): every cell needs one. Fill them "
+            "in (a batch of their own, such as 'unknown', is a batch like any other) or "
+            "drop those cells from the file."
         )
 
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from scembed.integration import INTEGRATION_METRICS
 from scembed.metrics import METRIC_NAMES
 
 N_BOOTSTRAP = 10_000
 
 
 PAIRED_COLUMNS = ("diff_mean", "diff_ci_low", "diff_ci_high", "wins", "ties", "paired_seeds")
-EFFECT_METRICS = ("matched_ari", "kmeans_ari", "ari", "nmi", "knn_accuracy")
-"""The scores of the paired-effects table and figure (effects.md, paired_effects.png)."""
+EFFECT_METRICS = ("matched_ari", "kmeans_ari", "ari", "nmi", "knn_accuracy", *INTEGRATION_METRICS)
+"""The scores of the paired-effects table and figure (effects.md, paired_effects.png); the
+integration scores only where a dataset has them (a batch)."""
 
 
 def pick_baseline(metrics: pd.DataFrame, setting: str = "auto") -> str | None:
@@ -69,15 +71,25 @@ def paired_difference(values: pd.Series, reference: pd.Series) -> dict:
     }
 
 
+def compared_metrics(runs: pd.DataFrame) -> list[str]:
+    """The scores of one dataset's runs that comparison.tsv holds: every METRIC_NAMES
+    column, then the integration scores when the dataset has them (not all empty: a
+    dataset without a batch in a config with one has empty integration columns). All of
+    them are higher-is-better, as the paired wins count them."""
+    scores = [m for m in METRIC_NAMES if m in runs.columns]
+    return scores + [m for m in INTEGRATION_METRICS if m in runs and runs[m].notna().any()]
+
+
 def compare_methods(metrics: pd.DataFrame, baseline: str = "auto") -> pd.DataFrame:
-    """Per dataset, metric and method: mean, sd, range, and the paired difference against
-    the baseline (:func:`pick_baseline` of ``baseline``) over the seeds both ran (mean,
-    95% bootstrap CI, wins, ties). The paired columns are always there; they are empty
-    for the baseline itself and everywhere when there is no baseline."""
+    """Per dataset, metric (:func:`compared_metrics`) and method: mean, sd, range, and the
+    paired difference against the baseline (:func:`pick_baseline` of ``baseline``) over
+    the seeds both ran (mean, 95% bootstrap CI, wins, ties). The paired columns are
+    always there; they are empty for the baseline itself and everywhere when there is no
+    baseline."""
     baseline = pick_baseline(metrics, baseline)
     rows = []
     for dataset, runs in metrics.groupby("dataset", sort=False):
-        for metric in [m for m in METRIC_NAMES if m in runs.columns]:
+        for metric in compared_metrics(runs):
             wide = runs.pivot(index="seed", columns="method", values=metric).astype(float)
             for method in dict.fromkeys(runs["method"]):
                 values = wide[method].dropna()

@@ -1,9 +1,12 @@
-"""The embedding file shared by every method: cells, labels, split and ``obsm["X_emb"]``."""
+"""The embedding file shared by every method: cells, labels, split, the batch (when the
+dataset has one) and ``obsm["X_emb"]``."""
 
 from __future__ import annotations
 
 import anndata as ad
 import numpy as np
+
+from scembed.batches import batch_key_of
 
 EMBEDDING_KEY = "X_emb"
 
@@ -21,13 +24,18 @@ def check_embedding(embedding: np.ndarray, where: str) -> None:
 
 
 def embedding_anndata(preprocessed: ad.AnnData, embedding: np.ndarray, info: dict) -> ad.AnnData:
-    """AnnData of the embedding (no expression matrix) with labels, split and ``info``."""
+    """AnnData of the embedding (no expression matrix) with labels, split and ``info``,
+    and the batch column and ``uns["batch_key"]`` when the preprocessed data has them."""
     check_embedding(embedding, info.get("method", "embedding"))
     label_key = preprocessed.uns["label_key"]
-    obs = preprocessed.obs[[label_key, "split"]].copy()
+    batch_key = batch_key_of(preprocessed)
+    columns = [label_key, "split"] + ([batch_key] if batch_key else [])
+    obs = preprocessed.obs[columns].copy()
     adata = ad.AnnData(obs=obs)
     adata.obsm[EMBEDDING_KEY] = np.asarray(embedding, dtype=np.float32)
     adata.uns["label_key"] = label_key
+    if batch_key:
+        adata.uns["batch_key"] = batch_key
     adata.uns["n_genes"] = int(preprocessed.n_vars)
     adata.uns["embedding"] = info
     return adata

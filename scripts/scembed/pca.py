@@ -1,4 +1,5 @@
-"""The PCA baseline: fitted on the training cells, applied to all cells.
+"""The PCA baseline: fitted on the training cells, applied to all cells; and its batch
+integration, Harmony on those scores (:func:`harmony_scores`).
 
 The solver is the book's (scikit-learn's randomized SVD, as ``PCA(svd_solver=
 "randomized")`` runs it), seeded, and written here over a centred linear operator so
@@ -6,6 +7,10 @@ that sparse counts are never densified: the data are centred implicitly, as scan
 and only blocks of (cells x ``n_components + 10``) are ever dense. On dense input it
 gives scikit-learn's scores to float tolerance (tested), so the baseline is the same
 whether the matrix is held sparse or dense.
+
+Harmony (harmonypy, the C++ port of Korsunsky et al. 2019) is the integration baseline
+beside the batch-aware VAE and scVI: it moves each cell's scores by a per-cluster linear
+correction until the soft clusters are mixed across batches.
 """
 
 from __future__ import annotations
@@ -83,3 +88,33 @@ def pca_embedding(X, train_mask: np.ndarray, n_components: int, seed: int) -> np
         block = X[start : start + BLOCK_CELLS].astype(np.float64)
         scores[start : start + BLOCK_CELLS] = np.asarray(block @ components) - offset
     return scores
+
+
+def harmony_scores(
+    scores: np.ndarray, batch: np.ndarray, seed: int, threads: int = 1
+) -> np.ndarray:
+    """Harmony's corrected scores (cells x components, float32) of the PCA ``scores`` of
+    every cell, with ``batch`` the cells' batch codes (``scembed.batches.batch_codes``).
+
+    harmonypy's defaults (theta 2, sigma 0.1, up to 10 rounds, min(cells / 30, 100)
+    clusters but at least 1), seeded with ``seed``: the same seed gives the same scores,
+    bit for bit, and so does any ``threads`` (harmonypy's C++ threads, pinned to the
+    job's rather than left to harmonypy's default of every physical core; tested).
+    """
+    import harmonypy
+
+    scores = np.asarray(scores)
+    batch = np.asarray(batch)
+    if batch.shape != (scores.shape[0],):
+        raise ValueError(f"batch has shape {batch.shape}, expected ({scores.shape[0]},)")
+    n_clusters = max(1, min(round(scores.shape[0] / 30), 100))
+    result = harmonypy.run_harmony(
+        scores.T.astype(np.float64),  # components x cells: never read the wrong way round
+        {"batch": batch},
+        ["batch"],
+        nclust=n_clusters,
+        random_state=seed,
+        ncores=max(1, int(threads)),
+        verbose=False,
+    )
+    return np.asarray(result.Z_corr, dtype=np.float32)

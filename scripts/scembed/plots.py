@@ -1,4 +1,5 @@
-"""Figures: UMAP coloured by cluster and by label."""
+"""Figures: UMAPs coloured by cluster, label and batch; metrics by seed; loss curves;
+cluster heatmaps; paired effects; the integration trade-off."""
 
 from __future__ import annotations
 
@@ -46,11 +47,15 @@ def _scatter(ax, xy: np.ndarray, groups, title: str) -> None:
         )
 
 
-def umap_figure(xy: np.ndarray, clusters, labels, title: str, path: str) -> None:
-    """Two panels of the same UMAP: Leiden clusters and the known labels."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+def umap_figure(xy: np.ndarray, clusters, labels, title: str, path: str, batches=None) -> None:
+    """Panels of the same UMAP: Leiden clusters, the known labels and, when the data
+    have a batch (``batches``), the batches."""
+    n_panels = 2 if batches is None else 3
+    fig, axes = plt.subplots(1, n_panels, figsize=(5.5 * n_panels, 4.5))
     _scatter(axes[0], xy, clusters, f"{title}: Leiden clusters")
     _scatter(axes[1], xy, labels, f"{title}: labels")
+    if batches is not None:
+        _scatter(axes[2], xy, batches, f"{title}: batches")
     _save(fig, path, dpi=120)
 
 
@@ -90,12 +95,18 @@ def metrics_figure(metrics, metric_names, title: str, path: str) -> None:
 
 
 def umap_grid_figure(tables: dict, title: str, path: str) -> None:
-    """Rows: methods (their median-ARI run); columns: coloured by label, by cluster."""
-    fig, axes = plt.subplots(len(tables), 2, figsize=(11, 4.2 * len(tables)), squeeze=False)
+    """Rows: methods (their median-ARI run); columns: coloured by label, by cluster and,
+    when the clusters tables have a ``batch`` column (data with a batch), by batch."""
+    n_cols = 3 if any("batch" in table for table in tables.values()) else 2
+    fig, axes = plt.subplots(
+        len(tables), n_cols, figsize=(5.5 * n_cols, 4.2 * len(tables)), squeeze=False
+    )
     for row, (name, table) in enumerate(tables.items()):
         xy = table[["umap_1", "umap_2"]].to_numpy()
         _scatter(axes[row, 0], xy, table["label"], f"{name}: labels")
         _scatter(axes[row, 1], xy, table["cluster"], f"{name}: Leiden clusters")
+        if "batch" in table:
+            _scatter(axes[row, 2], xy, table["batch"], f"{name}: batches")
     fig.suptitle(title)
     _save(fig, path, dpi=110)
 
@@ -173,3 +184,41 @@ def paired_effects_figure(effects: pd.DataFrame, path: str) -> None:
                 ax.set_ylabel(f"{dataset}\n(vs {baseline})", fontsize=8)
     axes[0, 0].invert_yaxis()
     _save(fig, path)
+
+
+def integration_figure(runs: pd.DataFrame, title: str, path: str) -> None:
+    """scIB's trade-off of one dataset: batch mixing (x) against bio conservation (y), one
+    point per method at its mean over seeds, with the seeds' standard deviation as error
+    bars. ``runs``: metrics.tsv rows with ``batch_mixing`` and ``bio_conservation``
+    (``scembed.integration.with_aggregates``)."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    runs = runs.dropna(subset=["batch_mixing", "bio_conservation"])
+    if runs.empty:
+        ax.text(0.5, 0.5, "no integration scores (one batch)", ha="center", va="center")
+        ax.axis("off")
+    cmap = plt.get_cmap("tab10")
+    for i, (method, group) in enumerate(runs.groupby("method", sort=False)):
+        x, y = group["batch_mixing"], group["bio_conservation"]
+        spread = [np.nan_to_num(v.std(ddof=1)) if len(v) > 1 else 0.0 for v in (x, y)]
+        color = cmap(i % cmap.N)
+        label = f"{method} ({len(group)} seeds)"
+        ax.errorbar(
+            x.mean(),
+            y.mean(),
+            xerr=spread[0],
+            yerr=spread[1],
+            fmt="o",
+            color=color,
+            capsize=3,
+            label=label,
+        )
+        ax.annotate(method, (x.mean(), y.mean()), textcoords="offset points", xytext=(5, 5))
+    if not runs.empty:
+        ax.set_xlabel("batch mixing: mean of iLISI and batch ASW (1: mixed)")
+        ax.set_ylabel(
+            "bio conservation: mean of matched-k ARI, NMI,\nlabel ASW, cLISI, isolated-label ASW"
+        )
+        ax.legend(fontsize=7, frameon=False, loc="best")
+        ax.margins(0.15)
+    ax.set_title(title)
+    _save(fig, path, dpi=120)

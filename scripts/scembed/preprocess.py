@@ -6,9 +6,11 @@ import logging
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
 
+from scembed.batches import batch_key_of
 from scembed.checks import MIN_CELLS, DataError, split_sizes
 
 MOMENT_ROWS = 65536  # cells per block when summing gene moments of sparse counts
@@ -103,6 +105,31 @@ def split_cells(
     return split
 
 
+def keep_batches(adata: ad.AnnData, key: str, before: set[str]) -> None:
+    """After the cell filter: keep the batch column ``key`` as categories of the batches
+    left, saying which of the batches ``before`` it lost every cell of, and drop
+    ``uns["batch_key"]`` (with a log line) when a single batch is left."""
+    batches = adata.obs[key].astype(str)
+    kept = sorted(batches.unique())
+    lost = sorted(before - set(kept))
+    if lost:
+        log.warning(
+            "the cell filter (min_genes) dropped every cell of the batch(es) %s of %r",
+            lost,
+            key,
+        )
+    adata.obs[key] = pd.Categorical(batches.to_numpy(), categories=kept)
+    if len(kept) < 2:
+        del adata.uns["batch_key"]
+        log.warning(
+            "after the cell filter (min_genes) the batch column %r holds a single batch "
+            "(%r): the integration (batch) scores are skipped and uns['batch_key'] is "
+            "removed",
+            key,
+            kept[0],
+        )
+
+
 def preprocess(
     raw: ad.AnnData,
     *,
@@ -121,7 +148,9 @@ def preprocess(
     schema, config/schema/config.schema.yaml). The order is the book's: genes are chosen
     on all cells, then cells with fewer than ``min_genes`` expressed kept genes are
     dropped (and, whatever ``min_genes``, cells without any count in the kept genes: a
-    cell of total 0 cannot be normalised), then the split is drawn.
+    cell of total 0 cannot be normalised), then the split is drawn. Every obs column and
+    ``uns`` entry of ``raw`` is kept, the batch column of ``uns["batch_key"]`` included
+    (:func:`keep_batches`).
     """
     genes = select_genes(raw, n_top_genes, gene_selection)
     adata = raw[:, genes].copy()
@@ -150,8 +179,12 @@ def preprocess(
             len(genes),
             gene_selection,
         )
+    batch_key = batch_key_of(adata)
+    batches_before = set(adata.obs[batch_key].astype(str)) if batch_key else set()
     adata = adata[keep].copy()
     adata.obs["n_genes_expressed"] = expressed[keep]
+    if batch_key:
+        keep_batches(adata, batch_key, batches_before)
     counts = adata.X
     adata.layers["counts"] = counts
     # X shares the counts' sparsity pattern (indices, indptr): only the values are new

@@ -25,6 +25,7 @@ PACKAGES = (
     "matplotlib",
     "scvi-tools",
     "lightning",
+    "harmonypy",
 )
 
 

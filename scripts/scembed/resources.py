@@ -25,6 +25,8 @@ MEM_MODEL = {  # rule: (fixed MB, MB per MB of the matrices read)
     "train_scvi": (3000, 4.0),  # not measured at scale: scvi-tools holds the AnnData
     "cluster": (1000, 180.0),  # 740 / 1099 / 6724 MB (embedding.h5ad 0.5 / 4.8 / 47.6):
     # it reads only the embedding, but the kNN graph and Leiden grow with the cells
+    "integration": (1500, 100.0),  # 1177 / 1458 MB at 10^4 / 10^5 (embedding.h5ad of 10
+    # dimensions); 10^6 not measured: its 90-neighbour kNN holds about 1 KB per cell
 }
 GZIP_RATIO = 5  # a gzipped text or matrix file holds about this many times its size
 SYNTHETIC_DENSITY = {"markers": 0.6, "droplet": 0.15}  # non-zero fraction of the counts

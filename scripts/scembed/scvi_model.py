@@ -37,6 +37,19 @@ def _trainer_device(device: torch.device) -> tuple[str, list[int] | str]:
     return "cpu", 1
 
 
+def batch_categories(batch, batch_names, n_cells: int) -> pd.Categorical:
+    """The batch codes as a Categorical of the batch names (default "0", "1", ...), in
+    the codes' order; ValueError when they do not fit the cells or the names."""
+    codes = np.asarray(batch)
+    if codes.shape != (n_cells,) or codes.dtype.kind not in "iu":
+        raise ValueError(f"batch must be {n_cells} integer codes, got {codes.dtype} {codes.shape}")
+    n_batch = int(codes.max()) + 1 if n_cells else 0
+    names = [str(i) for i in range(n_batch)] if batch_names is None else list(batch_names)
+    if (n_cells and codes.min() < 0) or len(names) < n_batch:
+        raise ValueError(f"batch codes {codes.min()}..{codes.max()} do not fit {len(names)} names")
+    return pd.Categorical.from_codes(codes, categories=[str(name) for name in names])
+
+
 def train_scvi(
     counts,
     split,
@@ -52,6 +65,9 @@ def train_scvi(
     max_epochs: int | None,
     early_stopping: bool,
     device: str,
+    use_batch: bool = True,
+    batch: np.ndarray | None = None,
+    batch_names: list[str] | None = None,
     log: Callable[[str], None] = print,
 ) -> ScviResult:
     """Train ``scvi.model.SCVI`` on the "train" cells, validate on the "validation" cells
@@ -59,6 +75,10 @@ def train_scvi(
 
     The parameters are the config's ``kind: scvi`` keys (defaults in the schema: scVI's
     own). ``max_epochs`` None takes scvi-tools' heuristic (400 below 20,000 cells).
+    ``batch``: each cell's batch code (0 .. n - 1, named by ``batch_names``); with
+    ``use_batch`` it is scvi-tools' ``batch_key`` (SCVI conditions its decoder on it),
+    and the posterior mean of each cell is taken with its own batch. Without a batch the
+    model is the one without, number for number.
     """
     import lightning.pytorch as pl
     import scvi
@@ -75,7 +95,13 @@ def train_scvi(
 
     scvi.settings.seed = seed
     adata = AnnData(X=sp.csr_matrix(counts, dtype=np.float32))
-    scvi.model.SCVI.setup_anndata(adata)
+    batch_key = None
+    if use_batch and batch is not None:
+        batch_key = "batch"
+        adata.obs[batch_key] = batch_categories(batch, batch_names, adata.n_obs)
+        names = list(adata.obs[batch_key].cat.categories)
+        log(f"batch: {len(names)} batches {names} (scvi-tools' batch_key)")
+    scvi.model.SCVI.setup_anndata(adata, batch_key=batch_key)
     model = scvi.model.SCVI(
         adata,
         n_latent=n_latent,

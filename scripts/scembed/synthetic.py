@@ -2,6 +2,8 @@
 
 Each cell type shifts the mean of a small set of marker genes; library sizes, gene
 dispersions and dropout vary as in UMI data, so clustering is neither trivial nor hopeless.
+With ``n_batches`` above 1 the cells also fall into batches (``obs["batch"]``), each with
+its own gene-wise scaling and library size (:func:`draw_batches`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,35 @@ def draw_labels(rng, n_cells: int, n_types: int, type_sizes, concentration: floa
     return labels, n_types, n_cells
 
 
+BATCH_GENE_SD = 0.5  # sd of the log of each batch's gene-wise scaling
+BATCH_LIBRARY_SD = 0.3  # sd of the log of each batch's library-size factor
+
+
+def draw_batches(seed: int, labels: np.ndarray, n_types: int, n_genes: int, n_batches: int):
+    """(batch of each cell, gene scaling (n_batches x n_genes), library factor per batch).
+
+    The batches come from their own stream (``[seed, 7919]``), so the rest of the
+    simulation draws exactly what it draws without batches. Each type's cells are dealt
+    round the batches in a random order: batches independent of types, and every type
+    with at least ``n_batches`` cells in every batch. The log-normal factors have mean 1
+    (their log has mean -sd^2/2), so batches shift expression without raising it overall.
+    """
+    brng = np.random.default_rng([seed, 7919])
+    batches = np.empty(len(labels), dtype=np.int64)
+    for t in range(n_types):
+        cells = np.flatnonzero(labels == t)
+        dealt = (np.arange(len(cells)) + brng.integers(n_batches)) % n_batches
+        batches[cells] = brng.permutation(dealt)
+    gene_scale = brng.lognormal(-0.5 * BATCH_GENE_SD**2, BATCH_GENE_SD, (n_batches, n_genes))
+    library_scale = brng.lognormal(-0.5 * BATCH_LIBRARY_SD**2, BATCH_LIBRARY_SD, n_batches)
+    return batches, gene_scale, library_scale
+
+
+def batch_column(batches: np.ndarray, n_batches: int) -> pd.Categorical:
+    """``obs["batch"]``: "batch0", "batch1", ... as a categorical."""
+    return pd.Categorical.from_codes(batches, [f"batch{b}" for b in range(n_batches)])
+
+
 def simulate_counts(
     n_cells: int = 1000,
     n_genes: int = 500,
@@ -35,11 +66,15 @@ def simulate_counts(
     type_sizes: list[int] | None = None,
     marker_fraction: float = 0.08,
     marker_log_fold: float = 1.2,
+    n_batches: int = 1,
 ) -> ad.AnnData:
     """Counts (CSR int32) of ``n_cells`` x ``n_genes`` with labels in ``obs["cell_type"]``.
 
     ``type_sizes`` fixes the cells per type (e.g. Zeisel's class sizes) and overrides
-    ``n_cells``/``n_types``; otherwise types get unequal Dirichlet-drawn sizes.
+    ``n_cells``/``n_types``; otherwise types get unequal Dirichlet-drawn sizes. With
+    ``n_batches`` above 1, ``obs["batch"]`` holds each cell's batch, whose gene scaling
+    and library factor multiply the cell's mean (:func:`draw_batches`); 1 gives the
+    counts of a simulation without batches, draw for draw.
     """
     rng = np.random.default_rng(seed)
     labels, n_types, n_cells = draw_labels(rng, n_cells, n_types, type_sizes, 2.0)
@@ -52,6 +87,9 @@ def simulate_counts(
         log_fold[t, markers] = rng.normal(marker_log_fold, 0.5, size=n_markers)
     library = rng.lognormal(mean=0.0, sigma=0.35, size=n_cells)
     mu = base[None, :] * np.exp(log_fold[labels]) * library[:, None]
+    if n_batches > 1:
+        batches, gene_scale, library_scale = draw_batches(seed, labels, n_types, n_genes, n_batches)
+        mu *= gene_scale[batches] * library_scale[batches, None]
     theta = rng.lognormal(mean=0.5, sigma=0.6, size=n_genes)  # inverse dispersion
     rate = rng.gamma(shape=theta[None, :], scale=mu / theta[None, :])
     counts = rng.poisson(rate)
@@ -62,6 +100,8 @@ def simulate_counts(
         {"cell_type": pd.Categorical([f"type{t}" for t in labels])},
         index=[f"cell{i}" for i in range(n_cells)],
     )
+    if n_batches > 1:
+        obs["batch"] = batch_column(batches, n_batches)
     var = pd.DataFrame(index=[f"gene{j}" for j in range(n_genes)])
     return ad.AnnData(X=sp.csr_matrix(counts.astype(np.int32)), obs=obs, var=var)
 
@@ -79,6 +119,7 @@ def simulate_droplet_counts(
     marker_fraction: float = 0.05,
     marker_log_fold: float = 1.5,
     chunk_cells: int = CHUNK_CELLS,
+    n_batches: int = 1,
 ) -> ad.AnnData:
     """Droplet-like counts (CSR int32) at atlas scale, with labels in ``obs["cell_type"]``.
 
@@ -88,7 +129,10 @@ def simulate_droplet_counts(
     profile. Cells are simulated ``chunk_cells`` at a time, each chunk from its own
     seeded stream, and converted to CSR at once, so memory beyond the result is one
     dense chunk. Type sizes follow a Dirichlet draw (a few large types, several small
-    ones) unless ``type_sizes`` fixes them.
+    ones) unless ``type_sizes`` fixes them. With ``n_batches`` above 1, each batch
+    scales its types' profiles gene by gene (renormalised to shares of the library) and
+    shifts the library size (:func:`draw_batches`), with the batch in ``obs["batch"]``;
+    1 gives the counts of a simulation without batches, draw for draw.
     """
     rng = np.random.default_rng(seed)
     labels, n_types, n_cells = draw_labels(rng, n_cells, n_types, type_sizes, 0.8)
@@ -102,6 +146,11 @@ def simulate_droplet_counts(
     profiles = share[None, :] * np.exp(log_fold)
     profiles /= profiles.sum(axis=1, keepdims=True)  # each type's share of the library
     theta = rng.lognormal(mean=0.0, sigma=0.5, size=n_genes)  # inverse dispersion
+    if n_batches > 1:
+        batches, gene_scale, library_scale = draw_batches(seed, labels, n_types, n_genes, n_batches)
+        # profiles[type * n_batches + batch]: each type's share of the library in each batch
+        profiles = (profiles[:, None, :] * gene_scale[None, :, :]).reshape(-1, n_genes)
+        profiles /= profiles.sum(axis=1, keepdims=True)
 
     data, indices, indptr = [], [], [np.zeros(1, dtype=np.int64)]
     nnz = 0
@@ -109,6 +158,10 @@ def simulate_droplet_counts(
         chunk = labels[start : start + chunk_cells]
         crng = np.random.default_rng([seed, number])
         library = crng.lognormal(np.log(library_size) - 0.5 * 0.5**2, 0.5, size=len(chunk))
+        if n_batches > 1:
+            in_batch = batches[start : start + chunk_cells]
+            library *= library_scale[in_batch]
+            chunk = chunk * n_batches + in_batch
         mu = profiles[chunk] * library[:, None]
         rate = crng.gamma(shape=theta[None, :], scale=mu / theta[None, :])
         counts = sp.csr_matrix(crng.poisson(rate).astype(np.int32))
@@ -129,5 +182,7 @@ def simulate_droplet_counts(
         {"cell_type": pd.Categorical.from_codes(labels, [f"type{t}" for t in range(n_types)])},
         index=pd.Index([f"cell{i}" for i in range(n_cells)]),
     )
+    if n_batches > 1:
+        obs["batch"] = batch_column(batches, n_batches)
     var = pd.DataFrame(index=[f"gene{j}" for j in range(n_genes)])
     return ad.AnnData(X=X, obs=obs, var=var)

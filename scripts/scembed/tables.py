@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from scembed.compare import EFFECT_METRICS, paired_effects, runs_baseline
+from scembed.integration import INTEGRATION_METRICS, LABELS, with_aggregates
 from scembed.metrics import METRICS
 
 
@@ -62,11 +63,52 @@ def headline_markdown(metrics: pd.DataFrame, comparison: pd.DataFrame) -> str:
             why = f"only the baseline {baseline} ran" if baseline else "no baseline method"
             lines.append(f"- no paired comparison: {why} (see `baseline` in the config).")
         lines.append("")
+        lines += integration_markdown(runs)
     lines.append(
         "Mean ± standard deviation over seeds. Matched-k: Leiden with the resolution "
         "bisected to as many clusters as labels. The CI resamples seeds (paired)."
     )
+    if any(datasets_with_integration(metrics)):
+        lines.append(INTEGRATION_NOTE)
     return "\n".join(lines) + "\n"
+
+
+INTEGRATION_NOTE = (
+    "\nIntegration scores (scIB, Luecken et al. 2022), 0 worst to 1 best: iLISI and batch "
+    "ASW for batch mixing, cLISI and isolated-label ASW for label conservation. Batch "
+    "mixing is the mean of iLISI and batch ASW; bio conservation the mean of matched-k "
+    "ARI and NMI, the label ASW ((silhouette + 1) / 2), cLISI and isolated-label ASW "
+    "(the trade-off figure: summary/{dataset}/integration.png)."
+)
+
+
+def datasets_with_integration(metrics: pd.DataFrame) -> list[str]:
+    """The datasets of ``metrics`` with integration scores (a batch)."""
+    if "ilisi" not in metrics:
+        return []
+    scored = metrics[metrics[list(INTEGRATION_METRICS)].notna().any(axis=1)]
+    return list(dict.fromkeys(scored["dataset"]))
+
+
+def integration_markdown(runs: pd.DataFrame) -> list[str]:
+    """Lines of one dataset's integration table (mean ± sd over seeds of each score and
+    of the two means of the trade-off figure), or none when it has no batch."""
+    if not datasets_with_integration(runs):
+        return []
+    runs = with_aggregates(runs)
+    columns = [*INTEGRATION_METRICS, "batch_mixing", "bio_conservation"]
+    n_batches = ", ".join(str(int(n)) for n in sorted(set(runs["n_batches"].dropna())))
+    lines = [
+        f"### Integration ({n_batches} batches)",
+        "",
+        "| " + " | ".join(["method", "seeds", *(LABELS[c] for c in columns)]) + " |",
+        "|" + "---|" * (2 + len(columns)),
+    ]
+    for method, group in runs.groupby("method", sort=False):
+        values = [group[c].dropna() for c in columns]
+        cells = [_mean_sd(v) if len(v) else "n/a" for v in values]
+        lines.append("| " + " | ".join([method, str(len(group)), *cells]) + " |")
+    return [*lines, ""]
 
 
 def effects_markdown(comparison: pd.DataFrame) -> str:

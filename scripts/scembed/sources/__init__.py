@@ -2,6 +2,8 @@
 
 Every reader returns an AnnData with sparse CSR integer counts in ``X``, the labels in
 ``obs[label_key]`` and ``uns["label_key"]``; :func:`check_counts` guards every import.
+With a ``batch_key`` of two or more batches, ``obs[batch_key]`` holds the batches (as
+strings) and ``uns["batch_key"]`` names it (:func:`~scembed.sources.finishing.finish`).
 
 One job a module: :mod:`.zeisel` (the Zeisel 2015 text file), :mod:`.readers` (pbmc68k,
 h5ad, 10x), :mod:`.fetch` (the download from mirrors) with :mod:`.faults` (what went wrong
@@ -22,6 +24,7 @@ from scembed.sources.finishing import (
     drop_empty_cells,
     file_provenance,
     finish,
+    log,
     make_names_unique,
 )
 from scembed.sources.readers import (
@@ -86,7 +89,8 @@ def _10x(spec: dict, files: dict, download_provenance: dict | None):
     path = files["path"]
     provenance = file_provenance(path, spec.get("sha256"))
     provenance["labels"] = file_provenance(files["labels"])
-    return read_10x(path, files["labels"], spec["label_key"]), path, provenance
+    adata = read_10x(path, files["labels"], spec["label_key"], spec.get("batch_key"))
+    return adata, path, provenance
 
 
 def _synthetic(spec: dict, files: dict, download_provenance: dict | None):
@@ -94,12 +98,25 @@ def _synthetic(spec: dict, files: dict, download_provenance: dict | None):
 
     keys = ("n_cells", "n_genes", "n_types", "seed", "type_sizes")
     params = {k: spec[k] for k in keys if k in spec}
+    if spec.get("n_batches", 1) > 1:  # absent with one batch: the name and provenance of before
+        params["n_batches"] = spec["n_batches"]
     if spec.get("profile", "markers") == "droplet":
         adata = simulate_droplet_counts(**params, library_size=spec["library_size"])
         params.update(profile="droplet", library_size=spec["library_size"])
     else:
         adata = simulate_counts(**params)
     path = f"synthetic({params})"
+    batch_key = spec.get("batch_key")
+    if "n_batches" in params and batch_key is None:
+        log.warning(
+            "%s: the %d simulated batches (obs['batch']) are not used: the dataset has no "
+            "`batch_key`; set `batch_key: batch` to give them to the methods and the "
+            "integration scores",
+            path,
+            params["n_batches"],
+        )
+    if batch_key == "batch" and "batch" not in adata.obs:
+        adata.obs["batch"] = "batch0"  # n_batches 1: a single batch, as the import says
     return adata, path, {"path": path, **params}
 
 
@@ -125,4 +142,5 @@ def load_dataset(spec: dict, files: dict, download_provenance: dict | None = Non
             "dataset's `source` to one of them."
         )
     adata, path, provenance = SOURCES[source](spec, files, download_provenance)
-    return finish(adata, spec["label_key"], str(path), {"source": source, **provenance})
+    provenance = {"source": source, **provenance}
+    return finish(adata, spec["label_key"], str(path), provenance, spec.get("batch_key"))

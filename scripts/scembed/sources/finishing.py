@@ -10,22 +10,34 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
-from scembed.checks import DataError, check_counts, check_labels, normalise_labels
+from scembed.batches import confounding_warning
+from scembed.checks import DataError, check_batches, check_counts, check_labels, normalise_labels
 
 # One logger for the whole package: what an import logs is found under one name.
 log = logging.getLogger("scembed.sources")
 
 
-def finish(adata: ad.AnnData, label_key: str, where: str, provenance: dict) -> ad.AnnData:
-    """Check counts and labels, store them in the common layout and record provenance.
+def finish(
+    adata: ad.AnnData,
+    label_key: str,
+    where: str,
+    provenance: dict,
+    batch_key: str | None = None,
+) -> ad.AnnData:
+    """Check counts, labels and batches, store them in the common layout and record
+    provenance.
 
     Cells without any count are dropped (refused when every cell is empty); genes without
     any count are kept (gene selection ranks them last). Duplicated cell or gene names are
-    made unique (:func:`make_names_unique`). Each of these says so in the log.
+    made unique (:func:`make_names_unique`). Each of these says so in the log. The batch
+    column, when ``batch_key`` names one, is recorded by :func:`record_batches`.
     """
     check_labels(adata.obs, label_key, where)
+    if batch_key is not None:
+        check_batches(adata.obs, batch_key, label_key, where)
     check_counts(adata.X, where)
     X = sp.csr_matrix(adata.X)
     if not np.issubdtype(X.dtype, np.integer):  # integer counts are kept without a copy
@@ -46,6 +58,8 @@ def finish(adata: ad.AnnData, label_key: str, where: str, provenance: dict) -> a
             adata.n_vars,
         )
     adata.obs[label_key] = normalise_labels(adata.obs[label_key])
+    if batch_key is not None:
+        record_batches(adata, batch_key, label_key, where)
     make_names_unique(adata, where)
     adata.uns["label_key"] = label_key
     adata.uns["provenance"] = {
@@ -53,6 +67,34 @@ def finish(adata: ad.AnnData, label_key: str, where: str, provenance: dict) -> a
         "imported": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return adata
+
+
+def record_batches(adata: ad.AnnData, batch_key: str, label_key: str, where: str) -> None:
+    """Keep a checked batch column of two or more batches as strings and name it in
+    ``uns["batch_key"]``, warning when batch and labels are confounded. A single batch is
+    left as it is, without ``uns["batch_key"]``: there is nothing to integrate."""
+    batches = adata.obs[batch_key].astype(str)
+    sizes = batches.value_counts().sort_index()
+    if len(sizes) < 2:
+        log.warning(
+            "%s: the batch column %r holds a single batch (%r): the integration (batch) "
+            "scores are skipped and uns['batch_key'] is not set",
+            where,
+            batch_key,
+            sizes.index[0],
+        )
+        return
+    adata.obs[batch_key] = pd.Categorical(batches.to_numpy())
+    adata.uns["batch_key"] = batch_key
+    shown = dict(list(sizes.items())[:10])
+    more = f" and {len(sizes) - 10} more" if len(sizes) > 10 else ""
+    log.info("%s: %d batches in %r (cells: %s%s)", where, len(sizes), batch_key, shown, more)
+    scored = adata.obs[label_key].notna().to_numpy()
+    warning = confounding_warning(
+        adata.obs[label_key][scored].astype(str), batches[scored], batch_key, label_key
+    )
+    if warning:
+        log.warning("%s: %s", where, warning)
 
 
 def drop_empty_cells(adata: ad.AnnData, where: str) -> ad.AnnData:

@@ -13,7 +13,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scembed.checks import DataError, check_counts, check_labels
+from scembed.checks import (
+    DataError,
+    check_batches,
+    check_counts,
+    check_label_column,
+    check_labels,
+)
 
 
 def read_pbmc68k(label_key: str = "bulk_labels") -> ad.AnnData:
@@ -92,11 +98,13 @@ def holds_counts(X) -> bool:
     return bool((X != 0).sum() > 0)
 
 
-def read_10x(path: str, labels: str, label_key: str) -> ad.AnnData:
-    """A 10x ``.h5`` file or matrix folder, with labels from a barcode TSV (with header)."""
+def read_10x(path: str, labels: str, label_key: str, batch_key: str | None = None) -> ad.AnnData:
+    """A 10x ``.h5`` file or matrix folder, with labels (and, with ``batch_key``, the
+    batches) from columns of a barcode TSV (with header). The labels and batches are
+    checked on the cells of the 10x file, and the messages name the TSV."""
     adata = read_10x_counts(path)
     table = pd.read_csv(labels, sep="\t", index_col=0, dtype=str)
-    check_labels(table, label_key, labels)
+    check_label_column(table, label_key, labels)
     table = table[table[label_key].notna()]  # cells without a label are dropped
     shared = adata.obs_names.intersection(table.index)
     if len(shared) == 0:
@@ -105,8 +113,13 @@ def read_10x(path: str, labels: str, label_key: str) -> ad.AnnData:
             f"{path} (e.g. {list(adata.obs_names[:3])}). The first column must hold the "
             "barcodes exactly as in the 10x file."
         )
+    check_labels(table.loc[shared], label_key, labels)
+    if batch_key is not None:
+        check_batches(table.loc[shared], batch_key, label_key, labels)
     adata = adata[shared].copy()
     adata.obs[label_key] = table.loc[shared, label_key].to_numpy()
+    if batch_key is not None:
+        adata.obs[batch_key] = table.loc[shared, batch_key].to_numpy()
     return adata
 
 

@@ -7,9 +7,11 @@ on the CPU (same seed, same threads). It holds only tensors, dicts, lists, str, 
 float and bool, and is read with ``torch.load(..., weights_only=True)``.
 
 Each checkpoint carries a fingerprint of what the training depends on (the resolved
-parameters, the seed, the device, torch's version and a digest of the counts and the
-split); a checkpoint with another fingerprint, or one that cannot be read, is ignored
-with a log line and training starts from epoch 1.
+parameters, the seed, the device, torch's version, the names of the batches the model
+is conditioned on, and a digest of the counts, the split and the batch codes); a
+checkpoint with another fingerprint, or one that cannot be read, is ignored with a log
+line (which names both sets of batches when they differ) and training starts from
+epoch 1. A run without a batch has the fingerprint it had before batches existed.
 
 The training loop uses a :class:`Checkpointer`: it builds the model (resumed where a
 checkpoint fits) and writes the state after the epochs that are due.
@@ -35,11 +37,14 @@ FORMAT = 1
 STOPPING_KEYS = ("best_state", "best_loss", "best_epoch", "wait", "stopped_early")
 """The early-stopping state the training loop carries from one epoch to the next."""
 KEYS = ("format", "fingerprint", "epoch", "model", "optimizer", "rng", "history", *STOPPING_KEYS)
+"""What every checkpoint holds; it also holds ``batches``, the batch names ([] without a
+batch), which checkpoints written before batches existed lack."""
 
 
 def data_digest(data, split: np.ndarray) -> str:
-    """sha256 of the training counts (a ``TrainingData``) and the split, in the form
-    training sees them (CSR arrays or the dense float32 matrix)."""
+    """sha256 of the training counts (a ``TrainingData``), the split and the batch codes
+    (when the model uses a batch), in the form training sees them (CSR arrays or the
+    dense float32 matrix)."""
     digest = hashlib.sha256()
     digest.update(repr((data.n_cells, data.sparse, data.size_factor)).encode())
     if data.sparse:
@@ -50,19 +55,29 @@ def data_digest(data, split: np.ndarray) -> str:
         digest.update(repr(tuple(data.x.shape)).encode())
         digest.update(np.ascontiguousarray(data.x.cpu().numpy()).data)
     digest.update("\n".join(split.tolist()).encode())
+    if data.batch_codes is not None:
+        digest.update(np.ascontiguousarray(data.batch_codes.cpu().numpy()).data)
     return digest.hexdigest()
 
 
-def fingerprint(params, seed: int, device: torch.device, digest: str) -> str:
-    """sha256 of what the training's result depends on, but the thread count."""
+def fingerprint(params, seed: int, device: torch.device, digest: str, batches=()) -> str:
+    """sha256 of what the training's result depends on, but the thread count.
+
+    ``use_batch`` enters through ``batches`` (the names of the batches the model is
+    conditioned on), not as a parameter: a run that does not use its batch trains as one
+    without, and has its fingerprint."""
+    params = dataclasses.asdict(params)
+    params.pop("use_batch", None)
     record = {
         "format": FORMAT,
-        "params": dataclasses.asdict(params),
+        "params": params,
         "seed": seed,
         "device": str(device),
         "torch": torch.__version__,
         "data": digest,
     }
+    if batches:
+        record["batches"] = list(batches)
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
@@ -87,9 +102,12 @@ def save(path: str | os.PathLike, state: dict) -> None:
         torch.save({"format": FORMAT, **state}, tmp)
 
 
-def load(path: str | os.PathLike, expected: str, log: Callable[[str], None]) -> dict | None:
+def load(
+    path: str | os.PathLike, expected: str, log: Callable[[str], None], batches=()
+) -> dict | None:
     """The checkpoint at ``path`` when it exists, reads and has the fingerprint
-    ``expected``; None otherwise, with a log line saying why it was ignored."""
+    ``expected``; None otherwise, with a log line saying why it was ignored (naming the
+    checkpoint's batches and this run's, ``batches``, when they differ)."""
     path = Path(path)
     remove_stale_temporaries(path)
     if not path.exists():
@@ -104,6 +122,14 @@ def load(path: str | os.PathLike, expected: str, log: Callable[[str], None]) -> 
     missing = [key for key in KEYS if key not in state] if isinstance(state, dict) else KEYS
     if missing:
         log(f"{ignored}: not a training checkpoint of this workflow (lacks {missing}); {restart}")
+        return None
+    saved_batches = list(state.get("batches", []))
+    if state["format"] == FORMAT and saved_batches != list(batches):
+        log(
+            f"{ignored}: it was written for the batches {saved_batches or 'none'} and this run "
+            f"has {list(batches) or 'none'} (the dataset's batch_key or the method's "
+            f"use_batch changed); {restart}"
+        )
         return None
     if state["format"] != FORMAT or state["fingerprint"] != expected:
         log(
@@ -127,15 +153,18 @@ class Checkpointer:
     ``path`` None: no checkpoint, nothing read or written (and the data is not hashed).
     Otherwise the state is written every ``every`` epochs and after the last one (0:
     never), and resumed when the file's fingerprint is that of this run: its parameters,
-    ``seed``, device and ``data`` (a ``TrainingData``) with ``split``. ``log`` receives
-    the lines saying what was resumed or ignored, and why.
+    ``seed``, device and ``data`` (a ``TrainingData``, with its batch codes) with
+    ``split``, and ``batches`` (the names of the model's batches; empty without). ``log``
+    receives the lines saying what was resumed or ignored, and why.
     """
 
-    def __init__(self, path, every: int, params, seed: int, data, split, log):
+    def __init__(self, path, every: int, params, seed: int, data, split, log, batches=()):
         self.path, self.every, self.log = path, every, log
         self.device = data.device
+        self.batches = list(batches)
         if path is not None:
-            self.fingerprint = fingerprint(params, seed, data.device, data_digest(data, split))
+            digest = data_digest(data, split)
+            self.fingerprint = fingerprint(params, seed, data.device, digest, self.batches)
 
     def resume(self, build: Callable[[], tuple]) -> tuple:
         """(model, optimiser, shuffle generator, saved state): ``build()``'s three, with
@@ -145,7 +174,9 @@ class Checkpointer:
         A checkpoint whose state does not fit the model is logged and ignored, and
         ``build()`` is called again, so that no part of it is left loaded."""
         model, optimizer, shuffle = build()
-        saved = None if self.path is None else load(self.path, self.fingerprint, self.log)
+        saved = (
+            None if self.path is None else load(self.path, self.fingerprint, self.log, self.batches)
+        )
         if saved is None:
             return model, optimizer, shuffle, None
         try:
@@ -181,6 +212,7 @@ class Checkpointer:
                 "optimizer": optimizer.state_dict(),
                 "rng": rng_state(shuffle, self.device),
                 "history": [list(row) for row in history],
+                "batches": list(self.batches),
                 **{key: stopping[key] for key in STOPPING_KEYS},
             },
         )

@@ -38,6 +38,7 @@ class VAEParams:
     kl_warmup_epochs: int
     weight_decay: float
     adam_eps: float
+    use_batch: bool
 
 
 BOOK = {
@@ -59,6 +60,7 @@ BOOK = {
     "kl_warmup_epochs": 0,
     "weight_decay": 0.0,
     "adam_eps": 1e-8,
+    "use_batch": False,
 }
 PRESETS: dict[str, dict] = {
     "book": BOOK,
@@ -76,6 +78,7 @@ PRESETS: dict[str, dict] = {
         "weight_decay": 1e-6,
         "adam_eps": 0.01,
         "kl_warmup_epochs": 20,
+        "use_batch": True,
     },
 }
 """Named starting points: ``book`` reproduces the chapter, ``stable`` fixes its fragility,
@@ -134,8 +137,9 @@ def resolve_params(params: dict) -> VAEParams:
             bound = ">= " if low_allowed else "> "
             raise ValueError(f"{key}: {value!r} must be a number {bound}{low} and < {high}")
         values[key] = float(value)
-    if type(values["drop_last"]) is not bool:
-        raise ValueError(f"drop_last: {values['drop_last']!r} must be true or false")
+    for key in ("drop_last", "use_batch"):
+        if type(values[key]) is not bool:
+            raise ValueError(f"{key}: {values[key]!r} must be true or false")
     if not isinstance(values["device"], str) or not DEVICE_RE.fullmatch(values["device"]):
         raise ValueError(f"device: {values['device']!r} is not one of auto, cpu, cuda, cuda:N")
     return VAEParams(**values)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
+
+import torch
 
 
 @dataclass
@@ -42,9 +45,7 @@ class EarlyStopping:
         epoch towards ``patience``."""
         if val_loss < self.best_loss:
             self.best_loss, self.best_epoch, self.wait = val_loss, epoch, 0
-            self.best_state = {
-                k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
-            }
+            self.best_state = {k: _cpu_copy(v) for k, v in model.state_dict().items()}
         else:
             self.wait += 1
             self.stopped_early = self.wait >= self.patience
@@ -56,3 +57,11 @@ class EarlyStopping:
         else:
             reason = f"reached max_epochs ({max_epochs})"
         return reason + f", best epoch {self.best_epoch}"
+
+
+def _cpu_copy(value):
+    """A copy on the CPU of a state-dict entry: a tensor, or a module's extra state (the
+    batch names of :class:`scembed.vae.module.BatchNames`)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    return copy.deepcopy(value)

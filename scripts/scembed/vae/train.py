@@ -6,14 +6,15 @@ sparse in host memory with each minibatch densified on its own
 computed per minibatch from per-cell and per-gene sums, so no dense cells x genes
 size-factor matrix and no DataLoader are needed. The count constant of the loss is
 computed once per cell, and Adam updates one flat buffer of all parameters
-(:func:`scembed.vae.optim.flat_adam`).
+(:func:`scembed.vae.optim.flat_adam`). Each cell's batch, when the model uses one, is
+taken by the same indices as its counts.
 """
 
 import functools
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -50,7 +51,8 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class TrainResult:
-    """What ``train_vae`` returns; ``state_dict`` is the restored best state, on CPU."""
+    """What ``train_vae`` returns; ``state_dict`` is the restored best state, on CPU;
+    ``batches`` the names of the batches the model was conditioned on (empty: none)."""
 
     latent: np.ndarray
     history: pd.DataFrame
@@ -58,6 +60,7 @@ class TrainResult:
     device: str
     stop_reason: str
     best_epoch: int
+    batches: list[str] = field(default_factory=list)
 
 
 def size_factors(
@@ -90,10 +93,23 @@ class TrainingData:
     and each minibatch is densified on its own and moved to the device (from pinned
     memory, asynchronously, on CUDA), so that memory beyond the data is bounded by the
     batch size. Both give the same minibatches, bit for bit.
+
+    ``batch``: each cell's batch code (int64), kept on the device beside the sums; None
+    when the model has no batch.
     """
 
-    def __init__(self, counts, device: torch.device, size_factor: str, chunk_size: int = 1024):
+    def __init__(
+        self,
+        counts,
+        device: torch.device,
+        size_factor: str,
+        chunk_size: int = 1024,
+        batch: np.ndarray | None = None,
+    ):
         self.device = device
+        self.batch_codes = (
+            None if batch is None else torch.as_tensor(batch, dtype=torch.int64, device=device)
+        )
         self.sparse = sp.issparse(counts)
         if self.sparse:
             self.csr = sp.csr_matrix(counts, dtype=np.float32)  # may share the indices
@@ -156,6 +172,10 @@ class TrainingData:
         sf = size_factors(self.row_sums, self.col_sums, self.total, idx, self.size_factor)
         return self.counts(idx), sf, self.log_factorial[idx]
 
+    def batch_index(self, idx: torch.Tensor) -> torch.Tensor | None:
+        """The batch codes of the cells ``idx``; None without a batch."""
+        return None if self.batch_codes is None else self.batch_codes[idx]
+
 
 def _chunks(n: int, size: int):
     """(start, stop) of consecutive chunks of ``size`` over ``range(n)``."""
@@ -177,8 +197,18 @@ def train_vae(
     on_epoch: Callable[[int], None] = lambda epoch: None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 1,
+    batch: np.ndarray | None = None,
+    batch_names: Sequence[str] | None = None,
 ) -> TrainResult:
     """Train the VAE on the "train" cells, early-stop on the "validation" cells, embed all.
+
+    ``batch``: each cell's batch as integer codes 0 .. n_batches - 1 (as
+    :func:`scembed.batches.batch_codes` gives them), named by ``batch_names`` (default
+    "0", "1", ...). With ``params.use_batch`` the batch is a one-hot covariate of the
+    encoder and the decoder (:mod:`scembed.vae.nn`), taken with each minibatch, and the
+    validation loss and the embedding use each cell's own batch; without it, or with
+    ``batch`` None, the batch is ignored and the network, its random streams and every
+    number are those of a run without a batch.
 
     ``log`` receives the progress lines; ``on_epoch(epoch)`` is called after each epoch
     (the benchmark interleaves another loop there).
@@ -187,7 +217,8 @@ def train_vae(
     ``checkpoint_every`` epochs and after the last one (0: never), and a checkpoint of
     the same parameters, seed, device and data found there at the start is resumed from
     its epoch (:mod:`scembed.vae.checkpoint`); the result is then bit-identical, on the
-    CPU, to an uninterrupted run. The caller removes the file once it has the result.
+    CPU, to an uninterrupted run. A checkpoint of other batches is not resumed (its log
+    line names both). The caller removes the file once it has the result.
 
     With ``kl_warmup_epochs`` the training loss weighs the KL by :func:`kl_weight`; the
     validation loss is always the full negative ELBO, and the best epoch and early
@@ -199,14 +230,21 @@ def train_vae(
     becomes NaN or infinite.
     """
     split, train_idx, val_idx = _checked_input(counts, split, params, checkpoint_every)
+    codes, names = _checked_batch(batch, batch_names, counts.shape[0], params.use_batch)
     device = resolve_device(params.device)
     log(f"device: {device}")
-    data = TrainingData(counts, device, params.size_factor)
+    if names:
+        log(f"batch: {len(names)} batches {names}, a covariate of the encoder and the decoder")
+    elif batch is not None:
+        log("batch: not used (use_batch is false)")
+    data = TrainingData(counts, device, params.size_factor, batch=codes)
     train_t = torch.as_tensor(train_idx, device=device)
     val_t = torch.as_tensor(val_idx, device=device)
 
-    checkpointer = ckpt.Checkpointer(checkpoint, checkpoint_every, params, seed, data, split, log)
-    build = functools.partial(_build, counts.shape[1], params, seed, device)
+    checkpointer = ckpt.Checkpointer(
+        checkpoint, checkpoint_every, params, seed, data, split, log, batches=names
+    )
+    build = functools.partial(_build, counts.shape[1], params, seed, device, names)
     model, optimizer, shuffle, saved = checkpointer.resume(build)  # saved: None, or resumed
     first_epoch = saved["epoch"] + 1 if saved else 1
     rows = [tuple(row) for row in saved["history"]] if saved else []
@@ -244,7 +282,7 @@ def train_vae(
         )
     history = pd.DataFrame(rows, columns=["epoch", "train_loss", "validation_loss", "seconds"])
     return TrainResult(
-        latent, history, stopping.best_state, str(device), stop_reason, stopping.best_epoch
+        latent, history, stopping.best_state, str(device), stop_reason, stopping.best_epoch, names
     )
 
 
@@ -282,8 +320,32 @@ def _checked_input(counts, split, params: VAEParams, checkpoint_every) -> tuple:
     return split, train_idx, val_idx
 
 
-def _build(n_genes: int, params: VAEParams, seed: int, device: torch.device):
-    """(model, optimiser, shuffle generator), seeded: the same seed, the same start."""
+def _checked_batch(batch, batch_names, n_cells: int, use_batch: bool) -> tuple:
+    """(batch codes as int64, batch names) when the batch is used, else (None, []);
+    ValueError when the codes do not fit the cells or the names."""
+    if batch is None or not use_batch:
+        return None, []
+    codes = np.asarray(batch)
+    if codes.shape != (n_cells,):
+        raise ValueError(f"batch has shape {codes.shape}, expected ({n_cells},), one per cell")
+    if codes.dtype.kind not in "iu":
+        raise ValueError(
+            f"batch must hold integer codes (scembed.batches.batch_codes), not {codes.dtype}"
+        )
+    if n_cells and codes.min() < 0:
+        raise ValueError(f"batch holds the negative code {codes.min()}")
+    n_batch = int(codes.max()) + 1 if n_cells else 0
+    names = [str(i) for i in range(n_batch)] if batch_names is None else list(batch_names)
+    if len(names) < n_batch:
+        raise ValueError(f"batch holds the code {n_batch - 1} but {len(names)} batch_names")
+    return codes.astype(np.int64, copy=False), [str(name) for name in names]
+
+
+def _build(
+    n_genes: int, params: VAEParams, seed: int, device: torch.device, batch_names: list[str]
+):
+    """(model, optimiser, shuffle generator), seeded: the same seed, the same start; with
+    ``batch_names``, a model conditioned on that many batches."""
     torch.manual_seed(seed)
     shuffle = torch.Generator().manual_seed(seed)
     model = VAE(
@@ -296,6 +358,8 @@ def _build(n_genes: int, params: VAEParams, seed: int, device: torch.device):
         encoder_input=params.encoder_input,
         dropout=params.dropout,
         decoder_output=params.decoder_output,
+        n_batch=len(batch_names),
+        batch_names=batch_names or None,
     ).to(device)
     optimizer = flat_adam(model, params.lr, eps=params.adam_eps, weight_decay=params.weight_decay)
     return model, optimizer, shuffle
@@ -314,7 +378,13 @@ def _train_epoch(model, optimizer, data: TrainingData, order, params: VAEParams,
         if len(idx) < 2:  # BatchNorm needs two cells; only possible without drop_last
             continue
         x, sf, log_factorial = data.batch(idx)
-        out = model.loss(x, sf, kl_weight=kl_scale, log_factorial=log_factorial)
+        out = model.loss(
+            x,
+            sf,
+            kl_weight=kl_scale,
+            log_factorial=log_factorial,
+            batch_index=data.batch_index(idx),
+        )
         optimizer.zero_grad(set_to_none=False)  # zeroes the flat gradient buffer in place
         out.loss.backward()
         optimizer.step()
@@ -332,8 +402,11 @@ def _evaluate(model, data: TrainingData, idx, batch_size: int) -> tuple[float, f
     kl_sum = torch.zeros((), device=data.device)
     with torch.inference_mode():
         for start in range(0, len(idx), batch_size):
-            x, sf, log_factorial = data.batch(idx[start : start + batch_size])
-            out = model.loss(x, sf, log_factorial=log_factorial)
+            cells = idx[start : start + batch_size]
+            x, sf, log_factorial = data.batch(cells)
+            out = model.loss(
+                x, sf, log_factorial=log_factorial, batch_index=data.batch_index(cells)
+            )
             reconst_sum += out.reconst_loss.sum()
             kl_sum += out.kl_divergence_z.sum()
     reconst, kl = (torch.stack([reconst_sum, kl_sum]) / len(idx)).tolist()
@@ -341,13 +414,14 @@ def _evaluate(model, data: TrainingData, idx, batch_size: int) -> tuple[float, f
 
 
 def _embed(model, data: TrainingData, batch_size: int) -> np.ndarray:
-    """Encoder mean q(z|x) of every cell, in eval mode without autograd, a batch at a time."""
+    """Encoder mean q(z|x) of every cell (given its own batch, when the model has one),
+    in eval mode without autograd, a minibatch at a time."""
     model.eval()
+    parts = []
     with torch.inference_mode():
-        parts = [
-            model.inference(data.counts(torch.arange(start, stop, device=data.device)))["qz_m"]
-            for start, stop in _chunks(data.n_cells, batch_size)
-        ]
+        for start, stop in _chunks(data.n_cells, batch_size):
+            idx = torch.arange(start, stop, device=data.device)
+            parts.append(model.inference(data.counts(idx), data.batch_index(idx))["qz_m"])
     return torch.cat(parts).cpu().numpy()
 
 
