@@ -48,6 +48,7 @@ from scembed.config_checks import (  # noqa: E402
     known_cell_count,
     repeated_seeds,
     selected_datasets,
+    selected_methods,
     too_few_cells,
 )
 
@@ -71,8 +72,11 @@ def get_batch_key(dataset):
     return config["datasets"][dataset].get("batch_key")
 
 
-try:  # `only_datasets` narrows the run to some datasets (all when empty)
+try:  # `only_datasets` and `only_methods` narrow the run (all when empty)
     DATASETS = selected_datasets(config["datasets"], config["only_datasets"])
+    config["methods"] = selected_methods(
+        config["methods"], config["only_methods"], config["baseline"]
+    )
 except ValueError as err:
     raise WorkflowError(str(err)) from None
 # sorted: the order of the config's keys changes no job, output or params value

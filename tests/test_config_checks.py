@@ -13,6 +13,7 @@ from scembed.config_checks import (
     known_cell_count,
     repeated_seeds,
     selected_datasets,
+    selected_methods,
     too_few_cells,
 )
 
@@ -94,6 +95,21 @@ def test_repeated_seeds_are_named():
 
 
 # --------------------------------------------------------------------------- datasets
+
+
+def test_only_methods_keeps_the_config_order_and_the_baseline():
+    methods = {"pca": {"kind": "pca"}, "vae": {"kind": "vae"}, "scvi": {"kind": "scvi"}}
+    assert selected_methods(methods, [], "pca") == methods
+    assert list(selected_methods(methods, "scvi, pca", "pca")) == ["pca", "scvi"]
+    assert selected_methods(methods, ["vae"], "none") == {"vae": {"kind": "vae"}}
+    with pytest.raises(ValueError) as unknown:
+        selected_methods(methods, "pca,sclvi", "pca")
+    assert str(unknown.value) == (
+        "only_methods names 'sclvi', not a method of the config. Choose from pca, vae, "
+        "scvi (or leave only_methods empty to run every method)."
+    )
+    with pytest.raises(ValueError, match="leaves out 'pca', the baseline.*Add pca to"):
+        selected_methods(methods, "vae,scvi", "pca")
 
 
 def test_only_datasets_selects_in_the_config_order_and_names_what_is_wrong():

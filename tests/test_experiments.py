@@ -60,6 +60,12 @@ def test_datasets_and_extra_configs_narrow_the_run_and_its_report():
         run, report = make_plan("ablation", f"DATASETS={datasets}").splitlines()[:2]
         for command in (run, report):
             assert "--config only_datasets=kang_pbmc,worm_neuron" in command
+    run, report = make_plan("panel", "METHODS=pca scvi", "DATASETS=a").splitlines()[:2]
+    for command in (run, report):
+        assert "--config only_datasets=a only_methods=pca,scvi" in command
+    confirm = make_plan("confirm")
+    assert "only_methods=pca,pca20,vae,scvi,vae_improved,imp_latent20" in confirm
+    assert "--configfile experiments/panel.yaml experiments/seeds5.yaml" in confirm
     run, report = make_plan("ablation", "EXTRA=seeds.yaml").splitlines()[:2]
     assert "--configfile experiments/ablation.yaml seeds.yaml" in run
     assert "--configfile experiments/ablation.yaml seeds.yaml" in report

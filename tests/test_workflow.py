@@ -654,6 +654,19 @@ def test_only_datasets_runs_some_datasets_and_shares_their_finished_runs(synthet
         run_config(workdir, two, "-n", "--config", "only_datasets=[synthetic]")
     )
     assert set(only_synthetic) <= {"provenance", "all"}, only_synthetic
+    # `only_methods` (`make ... METHODS=`): the new dataset's PCA runs alone, the other
+    # methods plan nothing; the summary is written again for the methods run
+    only_pca = planned(
+        run_config(workdir, two, "-n", "--config", "only_datasets=other", "only_methods=pca")
+    )
+    assert only_pca == {
+        "import_dataset": 1,
+        "preprocess": 1,
+        "embed_pca": len(SEEDS),
+        "cluster": len(SEEDS),
+        **SUMMARIES,
+        "all": 1,
+    }
     assert planned(run_config(workdir, config, "-n")) == {}
 
 

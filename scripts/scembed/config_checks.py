@@ -102,6 +102,38 @@ def repeated_seeds(seeds) -> str | None:
     )
 
 
+def _only_names(option: str, what: str, defined: dict, only) -> list[str]:
+    """The names an ``only_*`` option lists (a list, or names separated by commas, as
+    ``--config`` gives them); all of ``defined`` when it is empty. Raises ValueError
+    naming an unknown name."""
+    names = only.split(",") if isinstance(only, str) else list(only)
+    names = [name.strip() for name in names if name.strip()]
+    if not names:
+        return list(defined)
+    unknown = [name for name in names if name not in defined]
+    if unknown:
+        raise ValueError(
+            f"{option} names {', '.join(map(repr, unknown))}, not a {what} of the "
+            f"config. Choose from {', '.join(defined)} (or leave {option} empty to "
+            f"run every {what})."
+        )
+    return names
+
+
+def selected_methods(methods: dict, only, baseline: str) -> dict:
+    """The methods to run (the config's ``only_methods``), in the config's order: all of
+    them when ``only`` is empty. Raises ValueError naming an unknown method, or a
+    ``baseline`` method left out (every comparison is made with it)."""
+    names = _only_names("only_methods", "method", methods, only)
+    if baseline in methods and baseline not in names:
+        raise ValueError(
+            f"only_methods leaves out {baseline!r}, the baseline every method is compared "
+            f"with. Add {baseline} to only_methods, or set `baseline` to one of "
+            f"{', '.join(names)} (or to none)."
+        )
+    return {name: spec for name, spec in methods.items() if name in names}
+
+
 def selected_datasets(datasets: dict, only) -> list[str]:
     """The datasets to run, in the config's order: all of them when ``only`` (the config's
     ``only_datasets``: a list of names, or names separated by commas) is empty.
@@ -109,17 +141,7 @@ def selected_datasets(datasets: dict, only) -> list[str]:
     Raises ValueError naming an unknown name, or a selected variant whose ``variant_of``
     dataset is left out (its comparison needs that dataset's runs).
     """
-    names = only.split(",") if isinstance(only, str) else list(only)
-    names = [name.strip() for name in names if name.strip()]
-    if not names:
-        return list(datasets)
-    unknown = [name for name in names if name not in datasets]
-    if unknown:
-        raise ValueError(
-            f"only_datasets names {', '.join(map(repr, unknown))}, not a dataset of the "
-            f"config. Choose from {', '.join(datasets)} (or leave only_datasets empty to "
-            "run every dataset)."
-        )
+    names = _only_names("only_datasets", "dataset", datasets, only)
     for name in names:
         parent = datasets[name].get("variant_of")
         if parent is not None and parent not in names:
