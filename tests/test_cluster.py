@@ -167,6 +167,20 @@ def test_umap_above_umap_max_cells_is_a_seeded_sample(tmp_path):
     assert np.isfinite(whole.obsm["X_umap"]).all() and "umap_note" not in whole.uns
 
 
+def test_umap_n_epochs_moves_the_layout_and_nothing_else():
+    """`umap_n_epochs` (figures only): fewer epochs, another layout; the same graph and
+    Leiden clusters."""
+    points, labels = blobs(n_per_blob=50)
+    short, default = (
+        cluster_embedding(embedding_adata(points, labels), 0, **{**GRAPH, **epochs})
+        for epochs in ({"umap_n_epochs": 5}, {})
+    )
+    assert np.isfinite(short.obsm["X_umap"]).all()
+    assert not np.allclose(short.obsm["X_umap"], default.obsm["X_umap"])
+    assert (short.obsp["connectivities"] != default.obsp["connectivities"]).nnz == 0
+    assert (short.obs["leiden"] == default.obs["leiden"]).all()
+
+
 def test_the_umap_leaves_the_knn_graph_as_it_was():
     """umap-learn zeroes the graph's weak edges in place; the bisection after the UMAP
     must see the kNN graph itself, drawn or not (it did not before this test)."""
@@ -224,6 +238,25 @@ def test_bisection_reaches_the_number_of_clusters(target):
     assert result["n_clusters"] == target
     assert adata.obs["leiden_matched"].nunique() == target
     assert result["steps"] <= 30
+
+
+def test_bisection_reuses_the_jobs_leiden_run_and_gives_the_same_result(monkeypatch):
+    """The job's Leiden at resolution 1.0 is the bisection's first step: handed over
+    (`known`), it is not run again, and the bisection ends where it ends without it."""
+    adata = ring_of_cliques(n_cliques=12, size=8)
+    kwargs = {"flavor": "leidenalg", "directed": False}
+    at_one = leiden(adata, 1.0, seed=0, n_iterations=-1, **kwargs).copy()
+    runs = []
+    clusters = LeidenGraph.clusters
+    monkeypatch.setattr(
+        LeidenGraph, "clusters", lambda self, r: runs.append(r) or clusters(self, r)
+    )
+    alone = leiden_matched(adata, 4, seed=0, **kwargs)
+    alone_runs, runs[:] = list(runs), []
+    reused = leiden_matched(adata, 4, seed=0, known={1.0: at_one}, **kwargs)
+    assert alone_runs[0] == 1.0 and runs == alone_runs[1:]  # one Leiden run fewer
+    assert reused["steps"] == alone["steps"] and reused["resolution"] == alone["resolution"]
+    assert (reused["clusters"] == alone["clusters"]).all()
 
 
 def test_bisection_reports_when_it_cannot_match():

@@ -169,6 +169,7 @@ def leiden_matched(
     seed: int,
     max_steps: int = 30,
     max_seconds: float = 0.0,
+    known: dict[float, pd.Series] | None = None,
     **leiden_kwargs,
 ) -> dict:
     """Leiden at the resolution, found by bisection, that gives ``n_target`` clusters.
@@ -177,7 +178,10 @@ def leiden_matched(
     then bisected. When no resolution within ``max_steps`` Leiden runs (and, when
     ``max_seconds`` > 0, within that time: no run starts after it) gives exactly
     ``n_target``, the closest count is kept and ``exact`` is False. Every run uses one
-    :class:`LeidenGraph`, converted once.
+    :class:`LeidenGraph`, converted once. ``known`` maps a resolution to Leiden's
+    clusters there on this graph with these arguments (the job's own Leiden run): the
+    bisection takes them instead of running Leiden again, and counts the step as run, so
+    its path and result are the same.
     Returns ``resolution``, ``n_clusters``, ``exact``, ``steps``, ``timed_out`` and
     ``clusters``.
     """
@@ -192,7 +196,10 @@ def leiden_matched(
     def run(resolution: float) -> int:
         nonlocal steps, best
         steps += 1
-        clusters = pd.Series(graph.clusters(resolution), index=adata.obs_names)
+        if known and resolution in known:
+            clusters = pd.Series(known[resolution].to_numpy(), index=adata.obs_names)
+        else:
+            clusters = pd.Series(graph.clusters(resolution), index=adata.obs_names)
         n = int(clusters.nunique())
         if best is None or abs(n - n_target) < abs(best["n_clusters"] - n_target):
             best = {"resolution": resolution, "n_clusters": n, "clusters": clusters}
@@ -216,8 +223,9 @@ def leiden_matched(
     return {**best, "exact": exact, "steps": steps, "timed_out": timed_out}
 
 
-def umap(adata: ad.AnnData, seed: int, min_dist: float = 0.5) -> np.ndarray:
-    """2-D UMAP of the kNN graph (seeded, hence single-threaded and reproducible).
+def umap(adata: ad.AnnData, seed: int, min_dist: float = 0.5, n_epochs: int = 200) -> np.ndarray:
+    """2-D UMAP of the kNN graph (seeded, hence single-threaded and reproducible), laid
+    out in ``n_epochs`` epochs (scanpy's default is 500 up to 10,000 cells, 200 above).
 
     umap-learn sets the weak edges of the graph it is given to zero, in place (those
     below the strongest / n_epochs): it gets a copy, so that the clustering that follows
@@ -227,7 +235,7 @@ def umap(adata: ad.AnnData, seed: int, min_dist: float = 0.5) -> np.ndarray:
     graph = adata.obsp["connectivities"]
     adata.obsp["connectivities"] = graph.copy()
     try:
-        sc.tl.umap(adata, random_state=seed, min_dist=min_dist)
+        sc.tl.umap(adata, random_state=seed, min_dist=min_dist, maxiter=n_epochs)
     finally:
         adata.obsp["connectivities"] = graph
     return adata.obsm["X_umap"]
@@ -248,6 +256,7 @@ def umap_of_sample(
     max_cells: int,
     n_neighbors: int,
     knn_search: str,
+    n_epochs: int = 200,
 ) -> str | None:
     """``obsm["X_umap"]`` of every cell, NaN for the cells left out above ``max_cells``.
 
@@ -258,14 +267,14 @@ def umap_of_sample(
     """
     cells = umap_cells(adata.n_obs, max_cells, seed)
     if len(cells) == adata.n_obs:
-        umap(adata, seed, min_dist)
+        umap(adata, seed, min_dist, n_epochs)
         return None
     xy = np.full((adata.n_obs, 2), np.nan, dtype=np.float32)
     if len(cells) >= 3:
         sample = ad.AnnData(obs=adata.obs.iloc[cells][[]].copy())
         sample.obsm[EMBEDDING_KEY] = adata.obsm[EMBEDDING_KEY][cells]
         neighbors_graph(sample, min(n_neighbors, len(cells) - 1), seed, knn_search)
-        xy[cells] = umap(sample, seed, min_dist)
+        xy[cells] = umap(sample, seed, min_dist, n_epochs)
     adata.obsm["X_umap"] = xy
     if max_cells == 0:
         return f"UMAP skipped (umap_max_cells: 0; {adata.n_obs} cells)"
@@ -287,6 +296,7 @@ def cluster_embedding(
     leiden_directed: bool,
     umap_min_dist: float,
     umap_max_cells: int,
+    umap_n_epochs: int = 200,
 ) -> ad.AnnData:
     """Graph, Leiden (``obs["leiden"]``) and UMAP (``obsm["X_umap"]``) on ``obsm["X_emb"]``.
 
@@ -298,7 +308,9 @@ def cluster_embedding(
     with timed(f"Leiden at resolution {resolution:g}"):
         leiden(adata, resolution, seed, leiden_flavor, leiden_n_iterations, leiden_directed)
     with timed("UMAP"):
-        note = umap_of_sample(adata, seed, umap_min_dist, umap_max_cells, n_neighbors, knn_search)
+        note = umap_of_sample(
+            adata, seed, umap_min_dist, umap_max_cells, n_neighbors, knn_search, umap_n_epochs
+        )
     if note:
         adata.uns["umap_note"] = note
     return adata

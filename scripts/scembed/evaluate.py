@@ -52,7 +52,14 @@ def evaluate_embedding(
 
     with timed("matched-k bisection"):
         matched = leiden_matched(
-            adata, n_labels, seed, bisection_max_steps, bisection_max_seconds, **leiden_kwargs
+            adata,
+            n_labels,
+            seed,
+            bisection_max_steps,
+            bisection_max_seconds,
+            # the Leiden run above, on the same graph: the bisection starts at 1.0
+            known={float(cluster_params["resolution"]): adata.obs["leiden"]},
+            **leiden_kwargs,
         )
     if matched["timed_out"]:
         adata.uns["bisection_note"] = (
