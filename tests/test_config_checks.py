@@ -127,3 +127,5 @@ def test_only_datasets_selects_in_the_config_order_and_names_what_is_wrong():
     )
     with pytest.raises(ValueError, match="variant 'b_hvg' without 'b'.*Add b to only_"):
         selected_datasets(datasets, ["b_hvg"])
+    # every dataset: a `variant_of` naming no dataset is check_dataset_variants' error
+    assert selected_datasets({"a": {"variant_of": "x"}}, []) == ["a"]

@@ -142,6 +142,8 @@ def selected_datasets(datasets: dict, only) -> list[str]:
     dataset is left out (its comparison needs that dataset's runs).
     """
     names = _only_names("only_datasets", "dataset", datasets, only)
+    if set(names) == set(datasets):  # every dataset (`variant_of` is checked later)
+        return list(datasets)
     for name in names:
         parent = datasets[name].get("variant_of")
         if parent is not None and parent not in names:
