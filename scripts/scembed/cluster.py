@@ -256,7 +256,7 @@ def umap_of_sample(
     max_cells: int,
     n_neighbors: int,
     knn_search: str,
-    n_epochs: int = 200,
+    n_epochs: int,
 ) -> str | None:
     """``obsm["X_umap"]`` of every cell, NaN for the cells left out above ``max_cells``.
 
@@ -296,7 +296,7 @@ def cluster_embedding(
     leiden_directed: bool,
     umap_min_dist: float,
     umap_max_cells: int,
-    umap_n_epochs: int = 200,
+    umap_n_epochs: int,
 ) -> ad.AnnData:
     """Graph, Leiden (``obs["leiden"]``) and UMAP (``obsm["X_umap"]``) on ``obsm["X_emb"]``.
 
