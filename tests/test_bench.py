@@ -115,7 +115,7 @@ def test_gpu_check_measures_and_compares_two_devices():
     the same device, where training is bit-identical)."""
     import gpu_check
 
-    lines = gpu_check.droplet_epoch(3000, 0, devices=("cpu", "cpu"), n_genes=100)
+    lines = list(gpu_check.droplet_epoch(3000, 0, devices=("cpu", "cpu"), n_genes=100))
     assert len(lines) == 2 and all("training cells/s" in line for line in lines)
     points = np.random.default_rng(0).normal(size=(300, 5))
     assert gpu_check.neighbour_agreement(points, points) == 1.0

@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -59,39 +61,38 @@ def kmeans_agreement(a: np.ndarray, b: np.ndarray, k: int, seed: int) -> float:
     return float(adjusted_rand_score(clusters(a), clusters(b)))
 
 
-def demo_runs(seed: int, devices=("cpu", "cuda")) -> list[str]:
+def demo_runs(seed: int, devices=("cpu", "cuda")) -> Iterator[str]:
     """Both methods on both devices on the demo data: one line per method and device,
-    then one per method comparing the second device's embedding with the first's."""
+    then one per method comparing the second device's embedding with the first's. Each
+    line comes as soon as it is measured, so a failure later keeps what came before."""
     pre = load(None, min_genes=50)
     n_train = int((pre.obs["split"] == "train").sum())
     k = pre.obs["bulk_labels"].nunique()
-    lines = [f"demo data: {pre.n_obs} cells ({n_train} training) x {pre.n_vars} genes"]
+    yield f"demo data: {pre.n_obs} cells ({n_train} training) x {pre.n_vars} genes"
     for method, run in (("improved", run_improved), ("scvi", run_scvi)):
         latents = {}
         for device in devices:
             seconds, history, latent = run(pre, seed, device, with_latent=True)
             latents[device] = latent
             per_epoch = float(np.nanmedian(history["seconds"]))
-            lines.append(
+            yield (
                 f"{method:8s} {device:4s}: {len(history)} epochs, {per_epoch:.3f} s/epoch, "
                 f"{n_train / per_epoch:,.0f} training cells/s, {seconds:.1f} s in all"
             )
         first, second = (latents[device] for device in devices)
         agree = neighbour_agreement(first, second)
         ari = kmeans_agreement(first, second, k, seed)
-        lines.append(
+        yield (
             f"{method:8s} {devices[1]} vs {devices[0]}, seed {seed}: {agree:.1%} of the 15 "
             f"nearest neighbours shared, k-means ARI {ari:.3f} between the two embeddings"
         )
-    return lines
 
 
-def droplet_epoch(n_cells: int, seed: int, devices=("cpu", "cuda"), n_genes=2000) -> list[str]:
+def droplet_epoch(n_cells: int, seed: int, devices=("cpu", "cuda"), n_genes=2000) -> Iterator[str]:
     """One epoch of preset improved on ``n_cells`` droplet cells, on each device."""
     data = simulate_droplet_counts(n_cells=n_cells, n_genes=n_genes, n_types=20, seed=seed)
     split = np.where(np.random.default_rng(seed).random(n_cells) < 0.9, "train", "validation")
     n_train = int((split == "train").sum())
-    lines = []
     for device in devices:
         params = resolve_params(
             {"preset": "improved", "device": device, "max_epochs": 1, "kl_warmup_epochs": 0}
@@ -100,12 +101,11 @@ def droplet_epoch(n_cells: int, seed: int, devices=("cpu", "cuda"), n_genes=2000
         result = train_vae(data.X, split, params, seed, log=lambda _: None)
         total = time.perf_counter() - start
         epoch = float(result.history["seconds"].iloc[0])
-        lines.append(
+        yield (
             f"droplet {device:4s}: one epoch of {n_cells:,} cells ({n_train:,} training) "
             f"in {epoch:.2f} s, {n_train / epoch:,.0f} training cells/s ({total:.1f} s with "
             "setup and embedding)"
         )
-    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"torch {torch.__version__}, CUDA {torch.version.cuda}: {torch.cuda.get_device_name()}")
     print(f"CPU threads: {torch.get_num_threads()}")
-    for line in demo_runs(args.seed) + droplet_epoch(args.cells, args.seed):
+    for line in chain(demo_runs(args.seed), droplet_epoch(args.cells, args.seed)):
         print(line, flush=True)
     return 0
 
