@@ -1,6 +1,7 @@
 """The benchmark's book-style loop is a fair opponent, and interleaving changes no result."""
 
 import numpy as np
+import pytest
 import torch
 from bench_vae import BookVAE, book_epochs, interleaved, make_counts
 
@@ -133,8 +134,48 @@ def test_bench_cluster_times_the_jobs_stages_on_a_seeded_embedding(capsys):
     points, labels, split = bench_cluster.blobs(300, 4, 3)
     again = bench_cluster.blobs(300, 4, 3)
     assert np.array_equal(points, again[0]) and set(labels) == {"0", "1", "2"}
-    bench_cluster.job(300, 4, 3)
+    bench_cluster.job(300, 4, 3, [])
     measured = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     stages = dict(measured["stages"])
     assert {"kNN graph", "Leiden", "UMAP", "matched-k bisection", "k-means"} <= set(stages)
     assert measured["matched_ari"] > 0.9  # three well-separated blobs, three clusters
+
+
+def test_bench_cluster_set_replaces_a_cluster_default_and_names_a_bad_key():
+    import bench_cluster
+
+    defaults = bench_cluster.cluster_params([])
+    params = bench_cluster.cluster_params(["leiden_flavor=igraph", "umap_max_cells=0"])
+    assert params["leiden_flavor"] == "igraph" and defaults["leiden_flavor"] == "leidenalg"
+    assert params["umap_max_cells"] == 0
+    assert {k for k in defaults if params[k] != defaults[k]} == {"leiden_flavor", "umap_max_cells"}
+    with pytest.raises(SystemExit, match="leiden_flavour.*leiden_flavor"):
+        bench_cluster.cluster_params(["leiden_flavour=igraph"])
+
+
+def test_compare_leiden_runs_both_backends_on_one_embedding(tmp_path):
+    """tools/compare_leiden.py: the job's code with each Leiden backend on a saved
+    embedding; both find three well-separated blobs, and their runs are timed."""
+    import anndata as ad
+    import bench_cluster
+    import compare_leiden
+    import pandas as pd
+
+    from scembed.embedding import EMBEDDING_KEY
+
+    points, labels, split = bench_cluster.blobs(400, 4, 3)
+    adata = ad.AnnData(obs=pd.DataFrame({"label": labels, "split": split}))
+    adata.obs_names = [f"c{i}" for i in range(400)]
+    adata.obsm[EMBEDDING_KEY] = points
+    adata.uns["label_key"] = "label"
+    adata.write_h5ad(tmp_path / "embedding.h5ad")
+    out, doc = tmp_path / "leiden.tsv", tmp_path / "leiden.md"
+    args = [str(tmp_path / "embedding.h5ad"), "--out", str(out), "--doc", str(doc)]
+    assert compare_leiden.main(args) == 0
+    row = pd.read_csv(out, sep="\t").iloc[0]
+    assert row["n_cells"] == 400
+    for name in ("leidenalg", "igraph"):
+        assert row[f"{name}_leiden_s"] >= 0 and row[f"{name}_bisection_s"] >= 0  # logged
+        assert row[f"{name}_matched_ari"] > 0.9
+    assert -1 <= row["ari_between"] <= 1
+    assert "| mean of 1 " in doc.read_text() and "leidenalg_matched_ari" in doc.read_text()

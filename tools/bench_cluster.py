@@ -13,6 +13,9 @@ Leiden, UMAP, matched-k bisection, k-means, scores). Writes results/bench/cluste
 
     .venv/bin/python tools/bench_cluster.py                       # 700 and 10^4 cells
     .venv/bin/python tools/bench_cluster.py --cells 1000000 --warm-only
+    .venv/bin/python tools/bench_cluster.py --cells 1000000 --warm-only --set leiden_flavor=igraph
+
+``--set KEY=VALUE`` replaces a ``cluster`` key's default (the schema's) in the job.
 """
 
 from __future__ import annotations
@@ -48,12 +51,28 @@ def blobs(n_cells: int, dims: int, types: int, seed: int = 0):
     return points, labels.astype(str), split
 
 
-def job(n_cells: int, dims: int, types: int) -> None:
+def cluster_params(overrides: list[str]) -> dict:
+    """The schema's ``cluster`` defaults, with ``KEY=VALUE`` overrides (YAML values)."""
+    import yaml
+
+    schema = yaml.safe_load((ROOT / "config/schema/config.schema.yaml").read_text())
+    cluster = schema["properties"]["cluster"]["properties"]  # the one home of the defaults
+    params = {key: spec["default"] for key, spec in cluster.items()}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or key not in params:
+            raise SystemExit(
+                f"--set {item!r}: give KEY=VALUE with a cluster key of {sorted(params)}"
+            )
+        params[key] = yaml.safe_load(value)
+    return params
+
+
+def job(n_cells: int, dims: int, types: int, overrides: list[str]) -> None:
     """The clustering job's work in this fresh process; prints its stages as JSON."""
     start = time.perf_counter()
     sys.path.insert(0, str(ROOT / "scripts"))
     import anndata as ad
-    import yaml
 
     from scembed.embedding import EMBEDDING_KEY
     from scembed.evaluate import evaluate_embedding
@@ -75,10 +94,7 @@ def job(n_cells: int, dims: int, types: int) -> None:
     adata.obs_names = [f"c{i}" for i in range(n_cells)]
     adata.obsm[EMBEDDING_KEY] = points
     adata.uns["label_key"] = "label"
-    schema = yaml.safe_load((ROOT / "config/schema/config.schema.yaml").read_text())
-    cluster = schema["properties"]["cluster"]["properties"]  # the one home of the defaults
-    params = {key: spec["default"] for key, spec in cluster.items()}
-    scores = evaluate_embedding(adata, 0, **params)
+    scores = evaluate_embedding(adata, 0, **cluster_params(overrides))
     done = time.perf_counter()
     print(
         json.dumps(
@@ -93,11 +109,12 @@ def job(n_cells: int, dims: int, types: int) -> None:
     )
 
 
-def run(n_cells: int, dims: int, types: int, cache: str) -> dict:
+def run(n_cells: int, dims: int, types: int, cache: str, overrides: list[str]) -> dict:
     """One job in a fresh process with the numba cache ``cache``; its times."""
     start = time.perf_counter()
+    sets = [arg for item in overrides for arg in ("--set", item)]
     done = subprocess.run(  # the job's stages go to this terminal as they finish
-        [sys.executable, __file__, "--job", str(n_cells), str(dims), str(types)],
+        [sys.executable, __file__, "--job", str(n_cells), str(dims), str(types), *sets],
         stdout=subprocess.PIPE,
         stderr=None,
         text=True,
@@ -117,21 +134,26 @@ def main() -> int:
     parser.add_argument("--types", type=int, default=10)
     parser.add_argument("--warm-only", action="store_true", help="use the workflow's cache")
     parser.add_argument("--out", default=str(ROOT / "results/bench/cluster.tsv"))
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a cluster key's value"
+    )
     parser.add_argument("--job", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    cluster_params(args.set)  # a bad key fails here, before any job
     if args.job:
-        job(*args.job)
+        job(*args.job, args.set)
         return 0
     rows = []
     with tempfile.TemporaryDirectory(prefix="scembed-numba-") as empty:
         for n_cells in args.cells:
             caches = {"warm": ""} if args.warm_only else {"cold": empty, "warm": empty}
             for state, cache in caches.items():
-                measured = run(n_cells, args.dims, args.types, cache)
+                measured = run(n_cells, args.dims, args.types, cache, args.set)
                 fixed = measured["total"] - sum(seconds for _, seconds in measured["stages"])
                 row = {
                     "n_cells": n_cells,
                     "cache": state,
+                    "settings": " ".join(args.set),
                     "total_s": round(measured["total"], 1),
                     "imports_s": round(measured["imports"], 1),
                     "fixed_s": round(fixed, 1),
