@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from bench_cluster import STAGE, cluster_params  # noqa: E402
+from bench_cluster import SIZES, STAGE, cluster_params  # noqa: E402
 
 IGRAPH = ["leiden_flavor=igraph", "leiden_n_iterations=2", "leiden_directed=false"]
 
@@ -44,8 +44,7 @@ def compare(path: Path, seed: int = 0) -> dict:
         def emit(self, record):
             match = STAGE.match(record.getMessage())
             if match:
-                stage = match["stage"].split(" at resolution")[0].split(" of ")[0]
-                stages[stage] = float(match["seconds"])
+                stages[SIZES.sub("", match["stage"])] = float(match["seconds"])
 
     handler = Collect()
     logging.getLogger("scembed").addHandler(handler)
