@@ -281,6 +281,15 @@ def mem_mb(rule):
     return estimate
 
 
+def cluster_threads(wildcards, input):
+    """The clustering job's threads, from the number of cells in its embedding
+    (scembed.resources): `threads: cluster_threads`. Evaluated again when the job is
+    scheduled, once the embedding exists."""
+    from scembed.resources import cluster_threads as threads_of
+
+    return threads_of(input[0])
+
+
 def get_run_outputs(name):
     """One file per dataset x method x seed, e.g. get_run_outputs("metrics.json")."""
     return expand(

@@ -14,6 +14,7 @@ rule cluster:
     priority: 1
     conda:
         "../envs/scanpy.yaml"
+    threads: cluster_threads
     resources:
         mem_mb=mem_mb("cluster"),
     params:

@@ -14,7 +14,9 @@ def main(snakemake):
     adata = ad.read_h5ad(snakemake.input[0])
     label_key = adata.uns["label_key"]
     try:
-        scores = evaluate_embedding(adata, seed, **snakemake.params.cluster)
+        scores = evaluate_embedding(
+            adata, seed, threads=snakemake.threads, **snakemake.params.cluster
+        )
     except ValueError as err:  # e.g. fewer cells than n_neighbors: say which dataset
         raise ValueError(f"datasets.{snakemake.wildcards.dataset}: {err}") from err
     log.info(

@@ -1,5 +1,7 @@
 """The benchmark's book-style loop is a fair opponent, and interleaving changes no result."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -134,11 +136,32 @@ def test_bench_cluster_times_the_jobs_stages_on_a_seeded_embedding(capsys):
     points, labels, split = bench_cluster.blobs(300, 4, 3)
     again = bench_cluster.blobs(300, 4, 3)
     assert np.array_equal(points, again[0]) and set(labels) == {"0", "1", "2"}
-    bench_cluster.job(300, 4, 3, [])
+    bench_cluster.job(300, 4, 3, [], "", 1)
     measured = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     stages = dict(measured["stages"])
     assert {"kNN graph", "Leiden", "UMAP", "matched-k bisection", "k-means"} <= set(stages)
     assert measured["matched_ari"] > 0.9  # three well-separated blobs, three clusters
+
+
+def test_bench_cluster_runs_the_job_on_a_saved_embedding(tmp_path, capsys):
+    """--embedding: the job reads the workflow's embedding.h5ad (here the same blobs,
+    so the same scores as on blobs); --threads: the kNN transfer's threads change no
+    score; the default threads are the workflow's (one below 10^5 cells)."""
+    import json
+
+    import bench_cluster
+
+    from scembed.resources import CLUSTER_THREADS, CLUSTER_THREADS_FROM_CELLS
+
+    bench_cluster.blob_anndata(300, 4, 3).write_h5ad(tmp_path / "embedding.h5ad")
+    runs = []
+    for embedding, threads in (("", 1), (str(tmp_path / "embedding.h5ad"), 2)):
+        bench_cluster.job(300, 4, 3, ["umap_max_cells=0"], embedding, threads)
+        runs.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert runs[0]["ari"] == runs[1]["ari"] and runs[0]["matched_ari"] == runs[1]["matched_ari"]
+    assert bench_cluster.job_threads(300, str(tmp_path / "embedding.h5ad")) == 1
+    large = bench_cluster.job_threads(CLUSTER_THREADS_FROM_CELLS, "")
+    assert large == min(CLUSTER_THREADS, os.cpu_count())
 
 
 def test_bench_cluster_set_replaces_a_cluster_default_and_names_a_bad_key():
@@ -146,7 +169,7 @@ def test_bench_cluster_set_replaces_a_cluster_default_and_names_a_bad_key():
 
     defaults = bench_cluster.cluster_params([])
     params = bench_cluster.cluster_params(["leiden_flavor=igraph", "umap_max_cells=0"])
-    assert params["leiden_flavor"] == "igraph" and defaults["leiden_flavor"] == "leidenalg"
+    assert params["leiden_flavor"] == "igraph" and defaults["leiden_flavor"] == "auto"
     assert params["umap_max_cells"] == 0
     assert {k for k in defaults if params[k] != defaults[k]} == {"leiden_flavor", "umap_max_cells"}
     with pytest.raises(SystemExit, match="leiden_flavour.*leiden_flavor"):
@@ -156,19 +179,11 @@ def test_bench_cluster_set_replaces_a_cluster_default_and_names_a_bad_key():
 def test_compare_leiden_runs_both_backends_on_one_embedding(tmp_path):
     """tools/compare_leiden.py: the job's code with each Leiden backend on a saved
     embedding; both find three well-separated blobs, and their runs are timed."""
-    import anndata as ad
     import bench_cluster
     import compare_leiden
     import pandas as pd
 
-    from scembed.embedding import EMBEDDING_KEY
-
-    points, labels, split = bench_cluster.blobs(400, 4, 3)
-    adata = ad.AnnData(obs=pd.DataFrame({"label": labels, "split": split}))
-    adata.obs_names = [f"c{i}" for i in range(400)]
-    adata.obsm[EMBEDDING_KEY] = points
-    adata.uns["label_key"] = "label"
-    adata.write_h5ad(tmp_path / "embedding.h5ad")
+    bench_cluster.blob_anndata(400, 4, 3).write_h5ad(tmp_path / "embedding.h5ad")
     out, doc = tmp_path / "leiden.tsv", tmp_path / "leiden.md"
     args = [str(tmp_path / "embedding.h5ad"), "--out", str(out), "--doc", str(doc)]
     assert compare_leiden.main(args) == 0

@@ -14,14 +14,18 @@ import scipy.sparse as sp
 from conftest import schema_defaults
 from sklearn.neighbors import NearestNeighbors
 
+from scembed import cluster as cluster_module
 from scembed.cluster import (
     EXACT_MAX_CELLS,
+    IGRAPH_FROM_CELLS,
+    SCANPY_IGRAPH,
     LeidenGraph,
     SeededNNDescent,
     cluster_embedding,
     knn_transformer,
     leiden,
     leiden_matched,
+    leiden_settings,
     neighbors_graph,
 )
 from scembed.embedding import EMBEDDING_KEY
@@ -330,7 +334,70 @@ def test_the_bisection_converts_the_graph_once(monkeypatch):
     np.testing.assert_array_equal(result["clusters"].to_numpy(), adata.obs["ref"].to_numpy())
 
 
+def test_the_jobs_leiden_run_and_its_bisection_share_one_graph(monkeypatch):
+    """cluster_embedding's Leiden run and the bisection after it convert the graph once;
+    another graph, or other arguments, get their own; release() forgets it."""
+    X, labels = blobs(n_blobs=4, n_per_blob=40, dims=6)
+    adata = embedding_adata(X, labels)
+    built = []
+    original = LeidenGraph.__init__
+    monkeypatch.setattr(
+        LeidenGraph, "__init__", lambda self, *a, **k: built.append(1) or original(self, *a, **k)
+    )
+    LeidenGraph.release()
+    cluster_embedding(adata, 0, **{**GRAPH, "n_neighbors": 10, "umap_max_cells": 0})
+    settings = adata.uns["leiden_settings"]
+    leiden_matched(adata, 4, 0, **settings)
+    assert len(built) == 1
+    leiden_matched(adata, 4, 0, **{**settings, "n_iterations": 3})  # other arguments
+    assert len(built) == 2
+    other = embedding_adata(X, labels)
+    neighbors_graph(other, 10, 0)
+    leiden_matched(other, 4, 0, **settings)  # another matrix
+    assert len(built) == 3
+    LeidenGraph.release()
+    leiden_matched(other, 4, 0, **settings)
+    assert len(built) == 4
+    LeidenGraph.release()
+
+
 def test_an_unknown_leiden_flavor_is_refused():
     adata = ring_of_cliques(n_cliques=3, size=4)
     with pytest.raises(ValueError, match="leiden_flavor 'louvain' is not one of"):
         LeidenGraph.of(adata, 0, flavor="louvain")
+    with pytest.raises(ValueError, match="leiden_flavor 'louvain' is not one of .*'auto'"):
+        leiden_settings(100, "louvain", -1, True)
+
+
+def test_auto_leiden_is_the_books_below_10_5_cells_and_scanpys_igraph_from_there():
+    assert GRAPH["leiden_flavor"] == "auto"  # the schema's default
+    assert IGRAPH_FROM_CELLS == EXACT_MAX_CELLS  # where the graph is approximate anyway
+    book = {"flavor": "leidenalg", "n_iterations": -1, "directed": True}
+    assert leiden_settings(IGRAPH_FROM_CELLS - 1, "auto", -1, True) == book
+    assert leiden_settings(IGRAPH_FROM_CELLS, "auto", -1, True) == SCANPY_IGRAPH
+    assert SCANPY_IGRAPH == {"flavor": "igraph", "n_iterations": 2, "directed": False}
+    # the other keys apply below the switch; an explicit backend applies at every size
+    assert leiden_settings(10, "auto", 5, False) == {**book, "n_iterations": 5, "directed": False}
+    assert leiden_settings(10**6, "leidenalg", -1, True) == book
+
+
+def test_auto_leiden_runs_what_it_says_on_either_side_of_the_switch(monkeypatch):
+    """The job with `auto` gives the clusters of leidenalg (the book's setting) below
+    the switch and those of igraph with 2 iterations from it, and says which ran."""
+    X, labels = blobs(n_blobs=4, n_per_blob=60, dims=6)
+    params = {**GRAPH, "n_neighbors": 10, "umap_max_cells": 0}
+    runs = {}
+    for name, flavor in (("auto", "auto"), ("leidenalg", "leidenalg")):
+        runs[name] = cluster_embedding(
+            embedding_adata(X, labels), 0, **{**params, "leiden_flavor": flavor}
+        )
+    monkeypatch.setattr(cluster_module, "IGRAPH_FROM_CELLS", len(labels))  # 240 cells: "large"
+    runs["auto, large"] = cluster_embedding(embedding_adata(X, labels), 0, **params)
+    igraph = {**params, "leiden_flavor": "igraph", "leiden_n_iterations": 2}
+    runs["igraph"] = cluster_embedding(embedding_adata(X, labels), 0, **igraph)
+    clusters = {name: list(run.obs["leiden"]) for name, run in runs.items()}
+    assert clusters["leidenalg"] != clusters["igraph"]  # the data tell the two apart
+    assert clusters["auto"] == clusters["leidenalg"]
+    assert runs["auto"].uns["leiden_settings"]["flavor"] == "leidenalg"
+    assert clusters["auto, large"] == clusters["igraph"]
+    assert runs["auto, large"].uns["leiden_settings"] == SCANPY_IGRAPH

@@ -111,6 +111,19 @@ def test_silhouette_and_knn_transfer():
     assert knn_transfer_accuracy(tiny, tiny_labels, tiny_split, k=2) == 0.0
 
 
+@pytest.mark.parametrize("dims", [10, 20])  # a KD-tree search, and brute force (> 15)
+def test_knn_transfer_is_the_same_on_more_threads(dims):
+    """The clustering job of 10^5 cells or more searches with its threads: the same
+    neighbours, hence the same score, as on one (overlapping blobs: not all right)."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(5, size=3000)
+    points = rng.normal(scale=0.6, size=(5, dims))[labels] + rng.normal(size=(3000, dims))
+    split = np.where(rng.random(3000) < 0.8, "train", "test")
+    one = knn_transfer_accuracy(points, labels, split, k=15)
+    assert 0.3 < one < 0.99
+    assert knn_transfer_accuracy(points, labels, split, k=15, n_jobs=2) == one
+
+
 # --------------------------------------------------------------------------- the registry
 
 

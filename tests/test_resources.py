@@ -1,4 +1,5 @@
-"""Memory requests that follow the data (scembed.resources, rules/common.smk mem_mb)."""
+"""Requests that follow the data (scembed.resources; rules/common.smk mem_mb and
+cluster_threads)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,16 @@ import pytest
 import scipy.sparse as sp
 from conftest import REPO, snakemake, synthetic_config, write_config
 
-from scembed.resources import MEM_MODEL, data_mb, job_mem_mb, synthetic_mb
+from scembed.resources import (
+    CLUSTER_THREADS,
+    CLUSTER_THREADS_FROM_CELLS,
+    MEM_MODEL,
+    cluster_threads,
+    data_mb,
+    job_mem_mb,
+    n_obs,
+    synthetic_mb,
+)
 
 
 def counts_file(path, n_cells: int) -> float:
@@ -87,3 +97,57 @@ def test_slurm_dry_run_requests_memory_by_data_size(tmp_path):
     }
     assert requests["atlas"] > 4000, requests  # above the profile default
     assert min(requests.values()) < 4000, requests
+
+
+def embedding_file(path, n_cells: int):
+    """An h5ad of ``n_cells`` cells with a 2-dimensional embedding and no X."""
+    adata = ad.AnnData(obs={"cell": np.arange(n_cells).astype(str)})
+    adata.obsm["X_emb"] = np.zeros((n_cells, 2), dtype=np.float32)
+    adata.write_h5ad(path)
+    return path
+
+
+def test_cluster_threads_follow_the_cells_in_the_embedding(tmp_path):
+    small = embedding_file(tmp_path / "small.h5ad", 700)
+    large = embedding_file(tmp_path / "large.h5ad", CLUSTER_THREADS_FROM_CELLS)
+    assert n_obs(small) == 700 and n_obs(large) == CLUSTER_THREADS_FROM_CELLS
+    assert cluster_threads(small) == 1  # fixed cost: one core each, jobs side by side
+    assert cluster_threads(large) == CLUSTER_THREADS > 1
+    assert n_obs(tmp_path / "missing.h5ad") == 0  # before the file exists
+    assert cluster_threads(tmp_path / "missing.h5ad") == 1
+    (tmp_path / "broken.h5ad").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    assert n_obs(tmp_path / "broken.h5ad") == 0
+
+
+@pytest.mark.workflow
+def test_a_large_embedding_gets_a_clustering_job_with_threads(tmp_path):
+    """Through Snakemake: the clustering job of an embedding of 10^5 cells asks for
+    CLUSTER_THREADS threads (Slurm's --cpus-per-task), that of a small one for one."""
+    config = synthetic_config(methods={"pca": {"kind": "pca"}}, seeds=[0])
+    config["datasets"]["atlas"] = dict(config["datasets"]["synthetic"])
+    config["results_dir"] = "results"
+    path = write_config(tmp_path / "config.yaml", config)
+    targets = []
+    for name, n_cells in (("atlas", CLUSTER_THREADS_FROM_CELLS), ("synthetic", 700)):
+        run = tmp_path / "results" / name / "pca" / "seed0"
+        run.mkdir(parents=True)
+        embedding_file(run / "embedding.h5ad", n_cells)
+        targets.append(f"results/{name}/pca/seed0/metrics.json")
+    done = snakemake(
+        tmp_path,
+        *targets,
+        "--dry-run",
+        "--cores",
+        "8",
+        "--allowed-rules",
+        "cluster",  # the embeddings above are the inputs: nothing upstream reruns
+        "--configfile",
+        str(path),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    threads = {}  # Snakemake prints a job's threads when there are more than one
+    for job in (done.stdout + done.stderr).split("rule cluster:")[1:]:
+        dataset = re.search(r"wildcards: dataset=(\w+)", job)[1]
+        count = re.search(r"^\s+threads: (\d+)$", job.split("resources:")[0], flags=re.M)
+        threads[dataset] = count[1] if count else "1"
+    assert threads == {"atlas": str(CLUSTER_THREADS), "synthetic": "1"}, done.stdout

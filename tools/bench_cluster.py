@@ -14,8 +14,13 @@ Leiden, UMAP, matched-k bisection, k-means, scores). Writes results/bench/cluste
     .venv/bin/python tools/bench_cluster.py                       # 700 and 10^4 cells
     .venv/bin/python tools/bench_cluster.py --cells 1000000 --warm-only
     .venv/bin/python tools/bench_cluster.py --cells 1000000 --warm-only --set leiden_flavor=igraph
+    .venv/bin/python tools/bench_cluster.py --embedding results/d/pca/seed0/embedding.h5ad
 
 ``--set KEY=VALUE`` replaces a ``cluster`` key's default (the schema's) in the job.
+``--embedding`` clusters a saved embedding (the workflow's ``embedding.h5ad``, with its
+labels and split) instead of blobs. The job runs on as many threads as the workflow
+gives it (``scembed.resources.cluster_threads``, at most this machine's cores) with
+Snakemake's thread variables (``OMP_NUM_THREADS``, ...); ``--threads`` sets another number.
 """
 
 from __future__ import annotations
@@ -51,6 +56,22 @@ def blobs(n_cells: int, dims: int, types: int, seed: int = 0):
     return points, labels.astype(str), split
 
 
+def blob_anndata(n_cells: int, dims: int, types: int):
+    """The blobs as the workflow's embedding.h5ad holds an embedding: ``obsm["X_emb"]``,
+    ``obs["label"]`` (named by ``uns["label_key"]``) and ``obs["split"]``."""
+    import anndata as ad
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from scembed.embedding import EMBEDDING_KEY
+
+    points, labels, split = blobs(n_cells, dims, types)
+    adata = ad.AnnData(obs=pd.DataFrame({"label": labels, "split": split}))
+    adata.obs_names = [f"c{i}" for i in range(n_cells)]
+    adata.obsm[EMBEDDING_KEY] = points
+    adata.uns["label_key"] = "label"
+    return adata
+
+
 def cluster_params(overrides: list[str]) -> dict:
     """The schema's ``cluster`` defaults, with ``KEY=VALUE`` overrides (YAML values)."""
     import yaml
@@ -68,13 +89,15 @@ def cluster_params(overrides: list[str]) -> dict:
     return params
 
 
-def job(n_cells: int, dims: int, types: int, overrides: list[str]) -> None:
-    """The clustering job's work in this fresh process; prints its stages as JSON."""
+def job(
+    n_cells: int, dims: int, types: int, overrides: list[str], embedding: str, threads: int
+) -> None:
+    """The clustering job's work in this fresh process, on blobs or on ``embedding``
+    (a path, or "" for blobs); prints its stages as JSON."""
     start = time.perf_counter()
     sys.path.insert(0, str(ROOT / "scripts"))
     import anndata as ad
 
-    from scembed.embedding import EMBEDDING_KEY
     from scembed.evaluate import evaluate_embedding
 
     imported = time.perf_counter()
@@ -89,18 +112,16 @@ def job(n_cells: int, dims: int, types: int, overrides: list[str]) -> None:
 
     logging.getLogger("scembed").addHandler(Collect())
     logging.getLogger("scembed").setLevel(logging.INFO)
-    points, labels, split = blobs(n_cells, dims, types)
-    adata = ad.AnnData(obs=pd.DataFrame({"label": labels, "split": split}))
-    adata.obs_names = [f"c{i}" for i in range(n_cells)]
-    adata.obsm[EMBEDDING_KEY] = points
-    adata.uns["label_key"] = "label"
-    scores = evaluate_embedding(adata, 0, **cluster_params(overrides))
+    adata = ad.read_h5ad(embedding) if embedding else blob_anndata(n_cells, dims, types)
+    read = time.perf_counter()
+    scores = evaluate_embedding(adata, 0, threads=threads, **cluster_params(overrides))
     done = time.perf_counter()
     print(
         json.dumps(
             {
                 "imports": imported - start,
-                "work": done - imported,
+                "read": read - imported,
+                "work": done - read,
                 "stages": stages,
                 "ari": scores["ari"],
                 "matched_ari": scores["matched_ari"],
@@ -109,16 +130,52 @@ def job(n_cells: int, dims: int, types: int, overrides: list[str]) -> None:
     )
 
 
-def run(n_cells: int, dims: int, types: int, cache: str, overrides: list[str]) -> dict:
+def job_threads(n_cells: int, embedding: str) -> int:
+    """The threads the workflow gives this clustering job, at most this machine's cores."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from scembed.resources import CLUSTER_THREADS, CLUSTER_THREADS_FROM_CELLS, cluster_threads
+
+    if embedding:
+        wanted = cluster_threads(embedding)
+    else:
+        wanted = CLUSTER_THREADS if n_cells >= CLUSTER_THREADS_FROM_CELLS else 1
+    return min(wanted, os.cpu_count() or 1)
+
+
+def run(
+    n_cells: int,
+    dims: int,
+    types: int,
+    cache: str,
+    overrides: list[str],
+    embedding: str = "",
+    threads: int = 1,
+) -> dict:
     """One job in a fresh process with the numba cache ``cache``; its times."""
     start = time.perf_counter()
     sets = [arg for item in overrides for arg in ("--set", item)]
+    # what Snakemake sets for a job of `threads` threads (snakemake.shell)
+    thread_vars = ("OMP", "GOTO", "OPENBLAS", "MKL", "NUMEXPR")
+    env = {f"{name}_NUM_THREADS": str(threads) for name in thread_vars}
+    env["VECLIB_MAXIMUM_THREADS"] = str(threads)
     done = subprocess.run(  # the job's stages go to this terminal as they finish
-        [sys.executable, __file__, "--job", str(n_cells), str(dims), str(types), *sets],
+        [
+            sys.executable,
+            __file__,
+            "--job",
+            str(n_cells),
+            str(dims),
+            str(types),
+            "--embedding",
+            embedding,
+            "--threads",
+            str(threads),
+            *sets,
+        ],
         stdout=subprocess.PIPE,
         stderr=None,
         text=True,
-        env={**os.environ, "SCEMBED_NUMBA_CACHE": cache},
+        env={**os.environ, **env, "SCEMBED_NUMBA_CACHE": cache},
     )
     total = time.perf_counter() - start
     if done.returncode != 0:
@@ -137,25 +194,42 @@ def main() -> int:
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a cluster key's value"
     )
+    parser.add_argument(
+        "--embedding", default="", help="a saved embedding.h5ad to cluster instead of blobs"
+    )
+    parser.add_argument("--threads", type=int, help="the job's threads (default: the workflow's)")
     parser.add_argument("--job", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     cluster_params(args.set)  # a bad key fails here, before any job
     if args.job:
-        job(*args.job, args.set)
+        job(*args.job, args.set, args.embedding, args.threads or 1)
         return 0
+    if args.embedding:
+        if not Path(args.embedding).is_file():
+            raise SystemExit(f"--embedding {args.embedding}: no such file")
+        sys.path.insert(0, str(ROOT / "scripts"))
+        from scembed.resources import n_obs
+
+        args.cells = [n_obs(args.embedding)]
     rows = []
     with tempfile.TemporaryDirectory(prefix="scembed-numba-") as empty:
         for n_cells in args.cells:
+            threads = args.threads or job_threads(n_cells, args.embedding)
             caches = {"warm": ""} if args.warm_only else {"cold": empty, "warm": empty}
             for state, cache in caches.items():
-                measured = run(n_cells, args.dims, args.types, cache, args.set)
+                measured = run(
+                    n_cells, args.dims, args.types, cache, args.set, args.embedding, threads
+                )
                 fixed = measured["total"] - sum(seconds for _, seconds in measured["stages"])
                 row = {
                     "n_cells": n_cells,
+                    "embedding": args.embedding or f"blobs ({args.dims} dimensions)",
+                    "threads": threads,
                     "cache": state,
                     "settings": " ".join(args.set),
                     "total_s": round(measured["total"], 1),
                     "imports_s": round(measured["imports"], 1),
+                    "read_s": round(measured["read"], 1),
                     "fixed_s": round(fixed, 1),
                     **{stage: seconds for stage, seconds in measured["stages"]},
                     "ari": round(measured["ari"], 4),
@@ -163,7 +237,8 @@ def main() -> int:
                 }
                 rows.append(row)
                 print(
-                    f"{n_cells:>9,} cells, {state} cache: {row['total_s']} s in all "
+                    f"{n_cells:>9,} cells, {threads} thread{'s' * (threads > 1)}, {state} cache: "
+                    f"{row['total_s']} s in all "
                     f"(imports {row['imports_s']} s; outside the logged stages "
                     f"{row['fixed_s']} s); "
                     + ", ".join(f"{s} {v:.1f} s" for s, v in measured["stages"]),

@@ -60,7 +60,6 @@ def config(n_cells: int, results_dir: Path) -> dict:
             }
         },
         "methods": {"pca": {"kind": "pca"}, "vae": VAE},
-        "cluster": {"leiden_flavor": "igraph", "leiden_n_iterations": 2, "leiden_directed": False},
         "seeds": [0],
         "baseline": "pca",
         "results_dir": str(results_dir),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+import weakref
 
 import anndata as ad
 import numpy as np
@@ -21,11 +23,21 @@ from pynndescent import PyNNDescentTransformer  # noqa: E402
 from scembed.embedding import EMBEDDING_KEY, check_embedding  # noqa: E402
 from scembed.runtime import timed  # noqa: E402
 
+log = logging.getLogger("scembed")
+
 # knn_search "auto": exact below this many cells. Brute force grows as n^2 but has no
 # compile cost; NN-descent compiles numba code (nn_descent, not cacheable) for about 30 s
 # in every job, so exact is faster up to about 10^5 cells (tools/bench_knn.py).
 EXACT_MAX_CELLS = 100_000
 KNN_SEARCHES = ("auto", "exact", "approximate")
+
+LEIDEN_FLAVORS = ("auto", "leidenalg", "igraph")
+# leiden_flavor "auto": igraph from this many cells, where the graph is approximate
+# (knn_search auto) and one leidenalg run to convergence takes over 20 minutes at 10^6
+# cells (docs/scaling.md); leidenalg, the book's setting, below it
+IGRAPH_FROM_CELLS = EXACT_MAX_CELLS
+SCANPY_IGRAPH = {"flavor": "igraph", "n_iterations": 2, "directed": False}
+"""igraph's Leiden as scanpy announces it for its default: 2 iterations, undirected."""
 
 
 class SeededNNDescent(PyNNDescentTransformer):
@@ -107,17 +119,37 @@ class LeidenGraph:
         sources, targets = adjacency.nonzero()
         weights = np.asarray(adjacency[sources, targets]).ravel()
         self.graph = ig.Graph(
-            n=adjacency.shape[0],
-            edges=np.column_stack([sources, targets]),
-            directed=directed if flavor == "leidenalg" else False,
+            n=adjacency.shape[0], directed=directed if flavor == "leidenalg" else False
         )
+        # the same edges in the same order as Graph(edges=...), 2.5x faster from an array
+        self.graph.add_edges(np.column_stack([sources, targets]))
         self.graph.es["weight"] = weights
         self.weights = weights.astype(np.float64)  # what scanpy hands leidenalg
 
+    _last: tuple | None = None  # (weak reference to the adjacency, arguments, graph)
+
     @classmethod
     def of(cls, adata: ad.AnnData, seed: int, **leiden_kwargs) -> LeidenGraph:
-        """The graph of ``obsp["connectivities"]`` (see :func:`neighbors_graph`)."""
-        return cls(adata.obsp["connectivities"], seed, **leiden_kwargs)
+        """The graph of ``obsp["connectivities"]`` (see :func:`neighbors_graph`).
+
+        The job's Leiden run and its matched-k bisection ask for the same graph: the
+        last one built is kept (until :meth:`release`) and given again while it is the
+        same matrix object with the same arguments (a conversion takes about 40 s at
+        10^6 cells)."""
+        adjacency = adata.obsp["connectivities"]
+        arguments = (seed, sorted(leiden_kwargs.items()))
+        if cls._last is not None:
+            matrix, last_arguments, graph = cls._last
+            if matrix() is adjacency and last_arguments == arguments:
+                return graph
+        graph = cls(adjacency, seed, **leiden_kwargs)
+        cls._last = (weakref.ref(adjacency), arguments, graph)
+        return graph
+
+    @classmethod
+    def release(cls) -> None:
+        """Forget the graph :meth:`of` keeps (its memory: about 1 GB at 10^6 cells)."""
+        cls._last = None
 
     def clusters(self, resolution: float) -> pd.Categorical:
         """Leiden's clusters at ``resolution``, named "0", "1", ... as scanpy names them."""
@@ -146,6 +178,30 @@ class LeidenGraph:
         return pd.Categorical(
             values=groups.astype("U"), categories=natsorted(map(str, np.unique(groups)))
         )
+
+
+def leiden_settings(n_obs: int, flavor: str, n_iterations: int, directed: bool) -> dict:
+    """The Leiden ``flavor``, ``n_iterations`` and ``directed`` a job of ``n_obs`` cells
+    runs: as configured, except for ``flavor`` "auto": leidenalg with the configured
+    iterations and directedness below :data:`IGRAPH_FROM_CELLS` cells (the book's
+    setting by default), :data:`SCANPY_IGRAPH` from there."""
+    if flavor not in LEIDEN_FLAVORS:
+        raise ValueError(f"leiden_flavor {flavor!r} is not one of {LEIDEN_FLAVORS}")
+    if flavor == "auto":
+        if n_obs >= IGRAPH_FROM_CELLS:
+            return dict(SCANPY_IGRAPH)
+        flavor = "leidenalg"
+    return {"flavor": flavor, "n_iterations": n_iterations, "directed": directed}
+
+
+def describe_leiden(settings: dict) -> str:
+    """e.g. "igraph, 2 iterations, undirected graph" (for logs)."""
+    iterations = settings["n_iterations"]
+    runs = "to convergence" if iterations < 0 else f"{iterations} iterations"
+    graph = (
+        "directed" if settings["directed"] and settings["flavor"] == "leidenalg" else "undirected"
+    )
+    return f"{settings['flavor']}, {runs}, {graph} graph"
 
 
 def leiden(
@@ -300,13 +356,17 @@ def cluster_embedding(
 ) -> ad.AnnData:
     """Graph, Leiden (``obs["leiden"]``) and UMAP (``obsm["X_umap"]``) on ``obsm["X_emb"]``.
 
-    The parameters are the config's ``cluster`` keys (defaults in the schema). When the
-    UMAP leaves cells out, ``uns["umap_note"]`` says why (:func:`umap_of_sample`)."""
+    The parameters are the config's ``cluster`` keys (defaults in the schema). The Leiden
+    settings the job ran (:func:`leiden_settings`) are in ``uns["leiden_settings"]``.
+    When the UMAP leaves cells out, ``uns["umap_note"]`` says why (:func:`umap_of_sample`)."""
     check_embedding(adata.obsm[EMBEDDING_KEY], "cluster")
+    settings = leiden_settings(adata.n_obs, leiden_flavor, leiden_n_iterations, leiden_directed)
     with timed(f"kNN graph of {adata.n_obs} cells"):
         neighbors_graph(adata, n_neighbors, seed, knn_search)
+    log.info("Leiden: %s (leiden_flavor: %s)", describe_leiden(settings), leiden_flavor)
     with timed(f"Leiden at resolution {resolution:g}"):
-        leiden(adata, resolution, seed, leiden_flavor, leiden_n_iterations, leiden_directed)
+        leiden(adata, resolution, seed, **settings)
+    adata.uns["leiden_settings"] = settings
     with timed("UMAP"):
         note = umap_of_sample(
             adata, seed, umap_min_dist, umap_max_cells, n_neighbors, knn_search, umap_n_epochs

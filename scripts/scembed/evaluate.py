@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import anndata as ad
 
-from scembed.cluster import cluster_embedding, leiden_matched
+from scembed.cluster import LeidenGraph, cluster_embedding, leiden_matched
 from scembed.embedding import EMBEDDING_KEY
 from scembed.metrics import (
     cluster_scores,
@@ -23,6 +23,7 @@ def evaluate_embedding(
     bisection_max_steps: int,
     bisection_max_seconds: float,
     kmeans_n_init: int,
+    threads: int = 1,
     **cluster_params,
 ) -> dict:
     """Cluster ``obsm["X_emb"]`` three ways and score the embedding; returns the metrics.
@@ -31,6 +32,7 @@ def evaluate_embedding(
     them) are scored, so an unlabelled cell never counts as a cell type. ``n_labels``
     is the number of distinct labels among them.
 
+    ``threads``: how many threads the exact kNN-transfer search uses (the job's).
     ``cluster_params`` go to :func:`cluster_embedding` (graph, Leiden, UMAP). Adds
     ``obs["leiden"]`` (the configured resolution), ``obs["leiden_matched"]`` (resolution
     bisected to as many clusters as labels), ``obs["kmeans"]`` (k = number of labels)
@@ -45,9 +47,7 @@ def evaluate_embedding(
     n_labels = len(set(labels))
     embedding = adata.obsm[EMBEDDING_KEY]
     cluster_embedding(adata, seed, **cluster_params)
-    leiden_kwargs = {
-        name: cluster_params[f"leiden_{name}"] for name in ("flavor", "n_iterations", "directed")
-    }
+    leiden_kwargs = adata.uns["leiden_settings"]  # what the job's Leiden run used
     scores = cluster_scores(labels, adata.obs["leiden"].to_numpy()[scored])
 
     with timed("matched-k bisection"):
@@ -61,6 +61,7 @@ def evaluate_embedding(
             known={float(cluster_params["resolution"]): adata.obs["leiden"]},
             **leiden_kwargs,
         )
+    LeidenGraph.release()  # the Leiden runs are done: free the graph before k-means
     if matched["timed_out"]:
         adata.uns["bisection_note"] = (
             f"matched-k bisection stopped after {matched['steps']} Leiden runs "
@@ -74,10 +75,13 @@ def evaluate_embedding(
     split = adata.obs["split"].astype(str).to_numpy()[scored]
     with timed("silhouette and kNN transfer"):
         silhouette = label_silhouette(embedding[scored], labels, seed)
-        knn_accuracy = knn_transfer_accuracy(embedding[scored], labels, split, knn_k)
+        knn_accuracy = knn_transfer_accuracy(
+            embedding[scored], labels, split, knn_k, n_jobs=threads
+        )
     return {
         "n_labels": n_labels,
         "n_scored": int(scored.sum()),
+        "leiden_flavor": leiden_kwargs["flavor"],
         **scores,
         "matched_resolution": float(matched["resolution"]),
         "matched_n_clusters": matched["n_clusters"],

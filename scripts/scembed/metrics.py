@@ -69,12 +69,17 @@ def label_silhouette(embedding: np.ndarray, labels, seed: int) -> float:
     return float(metrics.silhouette_score(embedding, labels, sample_size=sample, random_state=seed))
 
 
-def knn_transfer_accuracy(embedding: np.ndarray, labels, split, k: int = 15) -> float:
-    """Accuracy of labels transferred from training cells to test cells by kNN vote."""
+def knn_transfer_accuracy(
+    embedding: np.ndarray, labels, split, k: int = 15, n_jobs: int | None = None
+) -> float:
+    """Accuracy of labels transferred from training cells to test cells by kNN vote.
+
+    The search is exact; ``n_jobs`` threads share the test cells (the same neighbours
+    and the same score at any number)."""
     labels, split = np.asarray(labels), np.asarray(split)
     train, test = split == "train", split == "test"
     if not test.any() or not train.any():
         return float("nan")
-    model = KNeighborsClassifier(n_neighbors=min(k, int(train.sum())))
+    model = KNeighborsClassifier(n_neighbors=min(k, int(train.sum())), n_jobs=n_jobs)
     model.fit(embedding[train], labels[train])
     return float((model.predict(embedding[test]) == labels[test]).mean())

@@ -1,4 +1,5 @@
-"""Memory requests that follow the data: each job's ``mem_mb`` (Slurm's ``--mem``).
+"""Requests that follow the data: each job's ``mem_mb`` (Slurm's ``--mem``) and the
+clustering job's threads (``--cpus-per-task``).
 
 A job's peak memory is a fixed part (Python, scanpy or torch, the model) plus a multiple
 of the matrices it reads. :data:`MEM_MODEL` holds both per rule, measured by
@@ -28,6 +29,13 @@ MEM_MODEL = {  # rule: (fixed MB, MB per MB of the matrices read)
     "integration": (1500, 100.0),  # 1177 / 1458 MB at 10^4 / 10^5 (embedding.h5ad of 10
     # dimensions); 10^6 not measured: its 90-neighbour kNN holds about 1 KB per cell
 }
+CLUSTER_THREADS = 4  # a clustering job's threads from ...
+CLUSTER_THREADS_FROM_CELLS = 100_000  # ... this many cells: one thread below
+# Below 10^5 cells a job is mostly fixed cost (start, imports) and runs beside the
+# others on one core each. From there the exact kNN-transfer search (104 s on one core,
+# 69 s on two, for 10^6 cells), k-means and the silhouette use the threads; Leiden runs
+# on one. The kNN transfer's score is the same at any thread count; the graph's
+# NN-descent uses numba's threads, which the job's thread count does not set.
 GZIP_RATIO = 5  # a gzipped text or matrix file holds about this many times its size
 SYNTHETIC_DENSITY = {"markers": 0.6, "droplet": 0.15}  # non-zero fraction of the counts
 
@@ -74,3 +82,22 @@ def job_mem_mb(rule: str, inputs, attempt: int = 1, dataset: dict | None = None)
     if dataset is not None and dataset.get("source") == "synthetic":
         data += synthetic_mb(dataset)
     return attempt * int(fixed + per_mb * data)
+
+
+def n_obs(path: str | os.PathLike) -> int:
+    """Cells in an .h5ad file, read from its header (the length of the ``obs`` index);
+    0 when the file is missing or unreadable (the job itself will say why)."""
+    if not os.path.isfile(path) or not h5py.is_hdf5(path):
+        return 0
+    try:
+        with h5py.File(path, "r") as handle:
+            obs = handle["obs"]
+            return int(obs[obs.attrs["_index"]].shape[0])
+    except (OSError, KeyError):
+        return 0
+
+
+def cluster_threads(embedding: str | os.PathLike) -> int:
+    """Threads of the clustering job of ``embedding``: :data:`CLUSTER_THREADS` from
+    :data:`CLUSTER_THREADS_FROM_CELLS` cells, one below (and before the file exists)."""
+    return CLUSTER_THREADS if n_obs(embedding) >= CLUSTER_THREADS_FROM_CELLS else 1
