@@ -159,8 +159,8 @@ def test_bench_cluster_runs_the_job_on_a_saved_embedding(tmp_path, capsys):
         bench_cluster.job(300, 4, 3, ["umap_max_cells=0"], embedding, threads)
         runs.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
     assert runs[0]["ari"] == runs[1]["ari"] and runs[0]["matched_ari"] == runs[1]["matched_ari"]
-    assert bench_cluster.job_threads(300, str(tmp_path / "embedding.h5ad")) == 1
-    large = bench_cluster.job_threads(CLUSTER_THREADS_FROM_CELLS, "")
+    assert bench_cluster.job_threads(300) == 1
+    large = bench_cluster.job_threads(CLUSTER_THREADS_FROM_CELLS)
     assert large == min(CLUSTER_THREADS, os.cpu_count())
 
 

@@ -130,16 +130,13 @@ def job(
     )
 
 
-def job_threads(n_cells: int, embedding: str) -> int:
-    """The threads the workflow gives this clustering job, at most this machine's cores."""
+def job_threads(n_cells: int) -> int:
+    """The threads the workflow gives a clustering job of ``n_cells`` cells, at most this
+    machine's cores."""
     sys.path.insert(0, str(ROOT / "scripts"))
-    from scembed.resources import CLUSTER_THREADS, CLUSTER_THREADS_FROM_CELLS, cluster_threads
+    from scembed.resources import cluster_threads_of_cells
 
-    if embedding:
-        wanted = cluster_threads(embedding)
-    else:
-        wanted = CLUSTER_THREADS if n_cells >= CLUSTER_THREADS_FROM_CELLS else 1
-    return min(wanted, os.cpu_count() or 1)
+    return min(cluster_threads_of_cells(n_cells), os.cpu_count() or 1)
 
 
 def run(
@@ -214,7 +211,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="scembed-numba-") as empty:
         for n_cells in args.cells:
-            threads = args.threads or job_threads(n_cells, args.embedding)
+            threads = args.threads or job_threads(n_cells)
             caches = {"warm": ""} if args.warm_only else {"cold": empty, "warm": empty}
             for state, cache in caches.items():
                 measured = run(

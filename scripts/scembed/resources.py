@@ -97,7 +97,12 @@ def n_obs(path: str | os.PathLike) -> int:
         return 0
 
 
+def cluster_threads_of_cells(n_cells: int) -> int:
+    """Threads of a clustering job of ``n_cells`` cells: :data:`CLUSTER_THREADS` from
+    :data:`CLUSTER_THREADS_FROM_CELLS` cells, one below."""
+    return CLUSTER_THREADS if n_cells >= CLUSTER_THREADS_FROM_CELLS else 1
+
+
 def cluster_threads(embedding: str | os.PathLike) -> int:
-    """Threads of the clustering job of ``embedding``: :data:`CLUSTER_THREADS` from
-    :data:`CLUSTER_THREADS_FROM_CELLS` cells, one below (and before the file exists)."""
-    return CLUSTER_THREADS if n_obs(embedding) >= CLUSTER_THREADS_FROM_CELLS else 1
+    """Threads of the clustering job of ``embedding`` (one before the file exists)."""
+    return cluster_threads_of_cells(n_obs(embedding))
