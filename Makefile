@@ -39,8 +39,8 @@ TEST_WORKERS ?= 2
 test: $(BIN)/snakemake lint ## lint, then every test (unit, workflow, fault): CI's command
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-test-unit: $(BIN)/snakemake ## the quick loop: every test that starts no Snakemake (under a minute)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load -m "not workflow and not slurm" --durations=5
+test-unit: $(BIN)/snakemake ## the quick loop: every test that starts no Snakemake and compiles no uncached kernel (under a minute)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load -m "not workflow and not slurm and not compiled" --durations=5
 
 lint: $(BIN)/snakemake
 	$(BIN)/snakemake --lint

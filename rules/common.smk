@@ -290,6 +290,35 @@ def cluster_threads(wildcards, input):
     return threads_of(input[0])
 
 
+def get_compute_threads(stage):
+    """The threads a job of `stage` ("train" or "cluster") computes with (config key
+    compute_threads; 0: the job's Snakemake threads): a params value, so that a change
+    reruns the jobs whose numbers it changes."""
+    return config["compute_threads"][stage]
+
+
+def train_threads(wildcards):
+    """A training job's scheduled threads: its compute threads (4 when they follow the
+    scheduler), so that CPU training jobs run side by side, one per core by default."""
+    return config["compute_threads"]["train"] or 4
+
+
+LOCAL_GPUS = None  # GPUs of the machine Snakemake runs on, looked up when first needed
+
+
+def gpu_request(wildcards):
+    """The `gpu` resource of a training job: 1 where it trains on a GPU of this machine
+    (profiles/local's `gpu` count lets that many run at once), 0 where it trains on the
+    CPU. profiles/slurm sets it to 1, for the GPU node, whatever the login node has."""
+    global LOCAL_GPUS
+    from scembed.resources import gpu_units, local_gpus
+
+    if LOCAL_GPUS is None:
+        LOCAL_GPUS = local_gpus()
+    device = config["methods"][wildcards.method].get("device", "auto")
+    return gpu_units(device, LOCAL_GPUS)
+
+
 def get_run_outputs(name):
     """One file per dataset x method x seed, e.g. get_run_outputs("metrics.json")."""
     return expand(

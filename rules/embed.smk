@@ -35,12 +35,13 @@ rule train_vae:
         method=names_regex(methods_of_kind("vae")),
     conda:
         "../envs/torch.yaml"
-    threads: 4
+    threads: train_threads
     resources:
         mem_mb=mem_mb("train_vae"),
-        gpu=1,
+        gpu=gpu_request,
     params:
         method=get_method,
+        threads=get_compute_threads("train"),
         failed_checkpoint=f"{RESULTS}/logs/train_vae/{{dataset}}/{{method}}/seed{{seed}}.best.pt",
         # outside the outputs: Snakemake's cleanup of a killed job's outputs keeps it
         checkpoint=f"{RESULTS}/checkpoints/train_vae/{{dataset}}/{{method}}/seed{{seed}}.pt",
@@ -64,11 +65,12 @@ rule train_scvi:
         method=names_regex(methods_of_kind("scvi")),
     conda:
         "../envs/scvi.yaml"
-    threads: 4
+    threads: train_threads
     resources:
         mem_mb=mem_mb("train_scvi"),
-        gpu=1,
+        gpu=gpu_request,
     params:
         method=get_method,
+        threads=get_compute_threads("train"),
     script:
         "../scripts/train_scvi.py"

@@ -1,21 +1,30 @@
 """Cluster one embedding (Leiden, matched-k Leiden, k-means), draw its UMAP, score it."""
 
-import anndata as ad
-
-from scembed.batches import batch_key_of
-from scembed.evaluate import evaluate_embedding
-from scembed.plots import umap_figure
 from scembed.runtime import atomic_path, setup_logging, write_json
+from scembed.threads import compute_threads, pin_numba_threads
 
 
 def main(snakemake):
     log = setup_logging(snakemake.log[0])
+    threads = compute_threads(snakemake.params.threads, snakemake.threads)
+    pin_numba_threads(threads)  # before scanpy imports numba: NN-descent's graph depends on it
+    log.info("compute threads: %d (compute_threads.cluster)", threads)
+    import anndata as ad
+
+    from scembed.batches import batch_key_of
+    from scembed.evaluate import evaluate_embedding
+    from scembed.plots import umap_figure
+
     seed = int(snakemake.wildcards.seed)
     adata = ad.read_h5ad(snakemake.input[0])
     label_key = adata.uns["label_key"]
     try:
         scores = evaluate_embedding(
-            adata, seed, threads=snakemake.threads, **snakemake.params.cluster
+            adata,
+            seed,
+            threads=snakemake.threads,
+            compute_threads=threads,
+            **snakemake.params.cluster,
         )
     except ValueError as err:  # e.g. fewer cells than n_neighbors: say which dataset
         raise ValueError(f"datasets.{snakemake.wildcards.dataset}: {err}") from err

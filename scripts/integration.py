@@ -1,13 +1,17 @@
 """Score how one embedding mixes the batches and keeps the labels: integration.tsv."""
 
-import anndata as ad
-
-from scembed.integration import integration_row, integration_scores
 from scembed.runtime import atomic_path, setup_logging, timed
+from scembed.threads import compute_threads, pin_numba_threads
 
 
 def main(snakemake):
     log = setup_logging(snakemake.log[0])
+    # before scanpy imports numba: NN-descent's neighbours depend on its thread count
+    pin_numba_threads(compute_threads(snakemake.params.threads, snakemake.threads))
+    import anndata as ad
+
+    from scembed.integration import integration_row, integration_scores
+
     seed = int(snakemake.wildcards.seed)
     adata = ad.read_h5ad(snakemake.input[0])
     with timed("integration scores", log):

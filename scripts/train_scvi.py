@@ -1,17 +1,19 @@
 """Train scvi-tools' SCVI on one dataset with one seed; write the same files as a VAE run."""
 
 import anndata as ad
-import torch
 
 from scembed.batches import batch_codes, batch_key_of, uses_batch
 from scembed.embedding import write_trained_model
 from scembed.runtime import setup_logging
 from scembed.scvi_model import train_scvi
+from scembed.threads import compute_threads, pin_torch_threads
 
 
 def main(snakemake):
     log = setup_logging(snakemake.log[0])
-    torch.set_num_threads(snakemake.threads)
+    threads = compute_threads(snakemake.params.threads, snakemake.threads)
+    pin_torch_threads(threads)
+    log.info("torch computes on %d thread(s) (compute_threads.train)", threads)
     seed = int(snakemake.wildcards.seed)
     method = snakemake.params.method
     params = {k: v for k, v in method.items() if k != "kind"}

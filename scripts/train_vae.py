@@ -12,6 +12,7 @@ import torch
 from scembed.batches import batch_codes, batch_key_of
 from scembed.embedding import write_trained_model
 from scembed.runtime import atomic_path, read_h5ad_parts, setup_logging, stop_on_signals
+from scembed.threads import compute_threads, pin_torch_threads
 from scembed.vae import checkpoint as ckpt
 from scembed.vae.params import resolve_params
 from scembed.vae.train import NonFiniteLossError, train_vae
@@ -25,7 +26,9 @@ def main(snakemake):
         "run the workflow again: training resumes from its last checkpoint (config key "
         "checkpoint_every sets how often one is written)",
     )
-    torch.set_num_threads(snakemake.threads)
+    threads = compute_threads(snakemake.params.threads, snakemake.threads)
+    pin_torch_threads(threads)
+    log.info("torch computes on %d thread(s) (compute_threads.train)", threads)
     seed = int(snakemake.wildcards.seed)
     spec = {k: v for k, v in snakemake.params.method.items() if k != "kind"}
     params = resolve_params(spec)

@@ -23,10 +23,16 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run this repository's Snakefile with ``workdir`` as working directory."""
+def snakemake(
+    workdir: Path, *args: str, timeout: int = 900, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run this repository's Snakefile with ``workdir`` as working directory (in ``env``,
+    by default this process's environment)."""
+    workdir.mkdir(parents=True, exist_ok=True)
     cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir, env=env
+    )
 
 
 class _NoSnakemake(subprocess.Popen):

@@ -63,6 +63,7 @@ def test_auto_search_is_exact_below_10_5_cells_and_approximate_from_there():
         knn_transformer(100, 20, 0, "fast")
 
 
+@pytest.mark.compiled  # pynndescent's nn_descent: about 100 s of compiling, every process
 def test_approximate_graph_of_8192_cells_is_built_seeded_and_close_to_exact():
     """Took scanpy's pynndescent path, which crashed (csr_array.getnnz) at 8192 cells."""
     X = points(8192)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
@@ -144,40 +145,29 @@ def test_each_embedding_is_clustered_before_the_next_one_starts(tmp_path):
     assert started == ["embed_pca", "cluster"] * 3, output[-3000:]
 
 
-def grid_flags() -> list[str]:
-    """The options `make -C experiments ablation` adds for the grid's training jobs."""
-    plan = subprocess.run(
-        ["make", "-n", "ablation"],
-        cwd=REPO / "experiments",
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return re.search(r"--keep-going (.*?) +--configfile", plan).group(1).split()
-
-
-def test_the_grid_targets_run_a_training_job_per_core_without_a_gpu(tmp_path):
-    """profiles/local holds `gpu=1`, one training job at a time. The grid targets (without
-    GPU=1) free the training jobs of it: two one-thread jobs start together on two
-    cores (without the flags, the second starts when the first has finished)."""
+def test_training_jobs_run_side_by_side_without_a_gpu_and_take_turns_on_one(tmp_path):
+    """profiles/local alone: without a GPU a training job asks for no `gpu` unit, so two
+    one-thread jobs start together on two cores; where the machine has an NVIDIA GPU
+    (here: CUDA_VISIBLE_DEVICES names one) each asks for the profile's one unit and they
+    take turns on it."""
     config = tiny_config(only=tiny(50))
-    config["methods"] = {"vae": {"kind": "vae", "max_epochs": 2, "device": "cpu"}}
+    config["methods"] = {"vae": {"kind": "vae", "max_epochs": 2}}  # device: auto
     config["seeds"] = [0, 1]
     configfile = write_config(tmp_path / "run.yaml", config)
     targets = [f"results/only/vae/seed{seed}/embedding.h5ad" for seed in (0, 1)]
     profile = ["--profile", str(REPO / "profiles" / "local"), "--cores", "2"]
 
-    def training_events(*flags):
-        result = snakemake(tmp_path, *targets, *profile, *flags, "--configfile", str(configfile))
+    def training_events(gpus: str):
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpus}
+        args = [*targets, *profile, "--configfile", str(configfile)]
+        result = snakemake(tmp_path, *args, env=env)
         output = result.stdout + result.stderr
         assert result.returncode == 0, output[-3000:]
         pattern = r"^(?:local)?rule (train_vae):|^Finished jobid: \d+ \(Rule: (train_vae)\)"
         events = re.finditer(pattern, output, flags=re.M)
         return ["start" if event.group(1) else "end" for event in events]
 
-    flags = grid_flags()
-    assert "--set-resources" in flags
-    assert training_events(*flags) == ["start", "start", "end", "end"]
+    assert training_events("") == ["start", "start", "end", "end"]
     for target in targets:
         (tmp_path / target).unlink()
-    assert training_events() == ["start", "end", "start", "end"]
+    assert training_events("0") == ["start", "end", "start", "end"]

@@ -151,3 +151,19 @@ def test_a_large_embedding_gets_a_clustering_job_with_threads(tmp_path):
         count = re.search(r"^\s+threads: (\d+)$", job.split("resources:")[0], flags=re.M)
         threads[dataset] = count[1] if count else "1"
     assert threads == {"atlas": str(CLUSTER_THREADS), "synthetic": "1"}, done.stdout
+
+
+def test_local_gpus_follow_cuda_visible_devices(monkeypatch):
+    from scembed.resources import local_gpus
+
+    for visible, expected in (("", 0), ("-1", 0), ("0", 1), ("0,1", 2), ("GPU-1a2b, GPU-3c4d", 2)):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        assert local_gpus() == expected, visible
+
+
+def test_a_training_job_asks_for_a_gpu_only_where_it_trains_on_one():
+    from scembed.resources import gpu_units
+
+    assert gpu_units("auto", 1) == 1 and gpu_units("cuda:1", 2) == 1
+    assert gpu_units("auto", 0) == 0  # CPU training: jobs side by side on the cores
+    assert gpu_units("cpu", 4) == 0

@@ -1,131 +1,211 @@
-"""Benchmark: the two Leiden backends side by side on the workflow's own embeddings.
+"""Benchmark: Leiden settings side by side on the workflow's own embeddings.
 
-``leiden_flavor: leidenalg`` run to convergence on the directed graph is the book's
-setting, which ``leiden_flavor: auto`` (the default) runs below 10^5 cells.
-``leiden_flavor: igraph`` with ``leiden_n_iterations: 2`` and ``leiden_directed: false``
-(scanpy's coming default, which ``auto`` runs from 10^5 cells) is much faster on large
-graphs but gives other clusters. For
-each embedding (an ``embedding.h5ad`` of a finished run) this runs the clustering job's
-own code (``scembed.evaluate``, the UMAP skipped) with each setting on the same kNN graph
-and prints the time of the Leiden run and of the matched-k bisection, the Leiden and
-matched-k ARI against the labels, and the ARI between the two backends' Leiden clusters.
-Writes results/bench/leiden.tsv, and with ``--doc`` the table as Markdown.
+The reference is the book's setting (``leiden_flavor: leidenalg``, run to convergence on
+the directed graph). Each candidate setting is run on the same kNN graph of each
+embedding (an ``embedding.h5ad`` of a finished run: its labels, the schema's
+``n_neighbors`` and ``knn_search``, the run's seed), with the clustering job's own code
+(``scembed.cluster``): the Leiden run at the configured resolution and the matched-k
+bisection, timed, each scored against the labels (ARI). Per dataset and method the
+seeds are averaged; a candidate **passes** when its mean over those rows drops by at most
+``--tolerance`` (0.01) from the reference and no row drops by more than the reference's
+seed standard deviation there, on both the Leiden ARI and the matched-k ARI.
 
-    .venv/bin/python tools/compare_leiden.py results/panel/*/pca/seed0/embedding.h5ad \
-        --doc docs/leiden.md
+Writes results/bench/leiden.tsv (one row per embedding) and, with ``--doc``, the table
+per dataset and method with the verdicts as Markdown:
+
+    .venv/bin/python tools/compare_leiden.py \\
+        results/panel/*/{pca,vae_improved}/seed*/embedding.h5ad --doc docs/leiden.md
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from bench_cluster import SIZES, STAGE, cluster_params  # noqa: E402
+from bench_cluster import cluster_params  # noqa: E402
 
-LEIDENALG = ["leiden_flavor=leidenalg", "leiden_n_iterations=-1", "leiden_directed=true"]
-IGRAPH = ["leiden_flavor=igraph", "leiden_n_iterations=2", "leiden_directed=false"]
+SETTINGS = {  # name: (flavor, n_iterations, directed)
+    "leidenalg": ("leidenalg", -1, True),  # the book's: the reference
+    "leidenalg_2it": ("leidenalg", 2, True),
+    "igraph": ("igraph", -1, False),
+    "igraph_2it": ("igraph", 2, False),  # scanpy's coming default
+}
+REFERENCE = "leidenalg"
+SCORES = ("ari", "matched_ari")
 
 
-def compare(path: Path, seed: int = 0) -> dict:
-    """Both backends on one embedding: times, scores and their agreement."""
+def compare(path: Path, names: list[str]) -> dict:
+    """Every setting in ``names`` on the kNN graph of one embedding: times and scores."""
     import anndata as ad
     from sklearn.metrics import adjusted_rand_score
 
-    from scembed.evaluate import evaluate_embedding
+    from scembed.cluster import LeidenGraph, leiden, leiden_matched, neighbors_graph
 
-    stages: dict[str, float] = {}
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            match = STAGE.match(record.getMessage())
-            if match:
-                stages[SIZES.sub("", match["stage"])] = float(match["seconds"])
-
-    handler = Collect()
-    logging.getLogger("scembed").addHandler(handler)
-    logging.getLogger("scembed").setLevel(logging.INFO)
+    params = cluster_params([])
     adata = ad.read_h5ad(path)
-    row = {"embedding": str(path), "n_cells": adata.n_obs}
-    clusters = {}
-    try:
-        for name, overrides in (("leidenalg", LEIDENALG), ("igraph", IGRAPH)):
-            stages.clear()
-            data = adata.copy()
-            scores = evaluate_embedding(
-                data, seed, **cluster_params(overrides + ["umap_max_cells=0"])
-            )
-            clusters[name] = data.obs["leiden"].to_numpy()
-            row |= {
-                f"{name}_leiden_s": stages.get("Leiden"),
-                f"{name}_bisection_s": stages.get("matched-k bisection"),
-                f"{name}_ari": round(scores["ari"], 4),
-                f"{name}_matched_ari": round(scores["matched_ari"], 4),
-            }
-    finally:
-        logging.getLogger("scembed").removeHandler(handler)
-    row["ari_between"] = round(adjusted_rand_score(clusters["leidenalg"], clusters["igraph"]), 4)
+    seed = int(adata.uns["embedding"].get("seed", 0)) if "embedding" in adata.uns else 0
+    label_key = adata.uns["label_key"]
+    scored = adata.obs[label_key].notna().to_numpy()
+    labels = adata.obs[label_key].astype(str).to_numpy()[scored]
+    neighbors_graph(adata, params["n_neighbors"], seed, params["knn_search"])
+    row = {"embedding": str(path), **_run_parts(path), "n_cells": adata.n_obs}
+    for name in names:
+        flavor, n_iterations, directed = SETTINGS[name]
+        kwargs = {"flavor": flavor, "n_iterations": n_iterations, "directed": directed}
+        start = time.perf_counter()
+        clusters = leiden(adata, params["resolution"], seed, **kwargs)
+        middle = time.perf_counter()
+        matched = leiden_matched(
+            adata,
+            len(set(labels)),
+            seed,
+            params["bisection_max_steps"],
+            known={float(params["resolution"]): clusters},
+            **kwargs,
+        )
+        end = time.perf_counter()
+        LeidenGraph.release()
+        row |= {
+            f"{name}_leiden_s": round(middle - start, 2),
+            f"{name}_bisection_s": round(end - middle, 2),
+            f"{name}_ari": adjusted_rand_score(labels, clusters.to_numpy()[scored]),
+            f"{name}_matched_ari": adjusted_rand_score(
+                labels, matched["clusters"].to_numpy()[scored]
+            ),
+        }
     return row
+
+
+def _run_parts(path: Path) -> dict:
+    """dataset, method and seed of a workflow's embedding path (…/d/m/seedN/embedding.h5ad)."""
+    parts = Path(path).parts
+    if len(parts) >= 4 and parts[-2].startswith("seed"):
+        return {"dataset": parts[-4], "method": parts[-3], "seed": int(parts[-2][4:])}
+    return {"dataset": str(path), "method": "", "seed": 0}
+
+
+def per_dataset(table: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """Per dataset and method: the reference's mean and seed sd of each score, and each
+    candidate's mean paired difference from it (same embedding, same graph)."""
+    rows = []
+    for (dataset, method), runs in table.groupby(["dataset", "method"], sort=True):
+        row = {"dataset": dataset, "method": method, "seeds": len(runs)}
+        for score in SCORES:
+            reference = runs[f"{REFERENCE}_{score}"]
+            row[f"{score}"] = reference.mean()
+            row[f"{score}_sd"] = reference.std(ddof=1) if len(runs) > 1 else np.nan
+            for name in names:
+                if name != REFERENCE:
+                    row[f"{name}_{score}_diff"] = (runs[f"{name}_{score}"] - reference).mean()
+        for name in names:
+            row[f"{name}_s"] = (runs[f"{name}_leiden_s"] + runs[f"{name}_bisection_s"]).mean()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def verdicts(summary: pd.DataFrame, names: list[str], tolerance: float) -> dict[str, str]:
+    """Per candidate: passes, or which rule it breaks (mean drop, or rows below their sd)."""
+    out = {}
+    for name in names:
+        if name == REFERENCE:
+            continue
+        problems = []
+        for score in SCORES:
+            diffs = summary[f"{name}_{score}_diff"]
+            if diffs.mean() < -tolerance:
+                problems.append(f"{score} mean {diffs.mean():+.3f}")
+            below = summary[diffs < -summary[f"{score}_sd"].fillna(0)]
+            for _, bad in below.iterrows():
+                problems.append(
+                    f"{bad['dataset']}/{bad['method']} {score} {bad[f'{name}_{score}_diff']:+.3f}"
+                    f" (sd {bad[f'{score}_sd']:.3f})"
+                )
+        out[name] = "passes" if not problems else "fails: " + "; ".join(problems)
+    return out
+
+
+def markdown(table: pd.DataFrame, names: list[str], tolerance: float) -> str:
+    """The per-dataset table, its means and the verdicts, with how it was made."""
+    summary = per_dataset(table, names)
+    means = summary.drop(columns=["dataset", "method"]).mean()
+    shown = pd.concat(
+        [summary, pd.DataFrame([{"dataset": "mean", "method": "", **means.to_dict()}])]
+    )
+    shown["seeds"] = shown["seeds"].round().astype(int)
+    settings = ", ".join(
+        f"`{name}` ({flavor}, "
+        f"{'to convergence' if it < 0 else f'{it} iterations'}, "
+        f"{'directed' if directed else 'undirected'})"
+        for name, (flavor, it, directed) in SETTINGS.items()
+        if name in names
+    )
+    lines = [
+        "# Leiden settings on the development panel",
+        "",
+        "Written by `tools/compare_leiden.py EMBEDDINGS --doc docs/leiden.md` on "
+        f"{len(table)} embeddings of the workflow (`make -C experiments panel` with 5 "
+        "seeds, methods `pca` and `vae_improved`). Settings: "
+        f"{settings}; `{REFERENCE}` is the reference (the book's). Each runs on the same kNN "
+        "graph (the schema's `n_neighbors` and `knn_search`, the run's seed): Leiden at "
+        "resolution 1 (`ari`) and the matched-k bisection (`matched_ari`), against the "
+        "labels. Per dataset and method, over the seeds: the reference's mean and seed sd, "
+        "each candidate's mean paired difference (`*_diff`), and the seconds of Leiden "
+        "plus bisection (`*_s`, 2 cores, beside other jobs).",
+        "",
+        f"A candidate passes when its mean difference is at least -{tolerance} and no row "
+        "drops by more than the reference's seed sd, on both scores:",
+        "",
+        *[
+            f"- `{name}`: {verdict}"
+            for name, verdict in verdicts(summary, names, tolerance).items()
+        ],
+        "",
+        shown.round(3).to_markdown(index=False),
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("embeddings", nargs="+", type=Path)
+    parser.add_argument(
+        "--settings",
+        default=",".join(SETTINGS),
+        help=f"comma-separated, among {list(SETTINGS)} (the reference is always run)",
+    )
+    parser.add_argument("--tolerance", type=float, default=0.01)
     parser.add_argument("--out", default=str(ROOT / "results/bench/leiden.tsv"))
     parser.add_argument("--doc", default=None, help="also write the table as Markdown here")
     args = parser.parse_args(argv)
+    names = [REFERENCE] + [n for n in args.settings.split(",") if n and n != REFERENCE]
+    unknown = sorted(set(names) - set(SETTINGS))
+    if unknown:
+        parser.error(f"unknown settings {unknown}; choose among {list(SETTINGS)}")
     rows = []
     for path in args.embeddings:
-        rows.append(compare(path))
-        print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1), flush=True)
+        rows.append(compare(path, names))
+        shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()}
+        print({k: v for k, v in shown.items() if k != "embedding"}, flush=True)
     table = pd.DataFrame(rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, sep="\t", index=False)
-    print(table.drop(columns="embedding").describe().loc[["mean"]].round(3).to_string())
     print(f"written to {args.out}")
+    text = markdown(table, names, args.tolerance)
+    print(text)
     if args.doc:
-        Path(args.doc).write_text(markdown(table))
+        Path(args.doc).write_text(text)
         print(f"written to {args.doc}")
     return 0
-
-
-def markdown(table: pd.DataFrame) -> str:
-    """The table with a header saying how it was made, and the mean of each column."""
-    shown = table.copy()
-    shown.insert(0, "run", [_run_name(path) for path in shown.pop("embedding")])
-    mean = shown.drop(columns="run").mean().round(3)
-    shown.loc[len(shown)] = {"run": f"mean of {len(table)}", **mean.to_dict()}
-    return "\n".join(
-        [
-            "# Leiden: leidenalg to convergence against igraph with 2 iterations",
-            "",
-            "Written by `tools/compare_leiden.py EMBEDDINGS --doc docs/leiden.md`: the "
-            "clustering job's own code on each embedding with `leiden_flavor: leidenalg`, "
-            "`leiden_n_iterations: -1`, `leiden_directed: true` (the book's setting, which "
-            "`leiden_flavor: auto` runs below 10^5 cells) and with `igraph`, `2`, `false` "
-            "(which it runs from there), on the same kNN graph (UMAP "
-            "skipped). `*_leiden_s`: the Leiden run at resolution 1; `*_bisection_s`: the "
-            "matched-k bisection; `*_ari`, `*_matched_ari`: against the labels; "
-            "`ari_between`: the two backends' Leiden clusters against each other. Times "
-            "on 2 cores beside other jobs; see scaling.md for 10^6 cells.",
-            "",
-            shown.to_markdown(index=False),
-            "",
-        ]
-    )
-
-
-def _run_name(path: str) -> str:
-    """dataset/method/seed of a workflow's embedding path, else the path."""
-    parts = Path(path).parts
-    return "/".join(parts[-4:-1]) if len(parts) >= 4 else path
 
 
 if __name__ == "__main__":

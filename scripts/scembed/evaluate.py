@@ -13,6 +13,7 @@ from scembed.metrics import (
     label_silhouette,
 )
 from scembed.runtime import timed
+from scembed.threads import blas_threads
 
 
 def evaluate_embedding(
@@ -24,6 +25,7 @@ def evaluate_embedding(
     bisection_max_seconds: float,
     kmeans_n_init: int,
     threads: int = 1,
+    compute_threads: int = 1,
     **cluster_params,
 ) -> dict:
     """Cluster ``obsm["X_emb"]`` three ways and score the embedding; returns the metrics.
@@ -32,7 +34,9 @@ def evaluate_embedding(
     them) are scored, so an unlabelled cell never counts as a cell type. ``n_labels``
     is the number of distinct labels among them.
 
-    ``threads``: how many threads the exact kNN-transfer search uses (the job's).
+    ``threads``: how many threads the exact kNN-transfer search uses (the job's; its
+    result is the same on any number). ``compute_threads``: the OpenMP/BLAS threads of
+    k-means and the silhouette, whose sums depend on the count (``compute_threads.cluster``).
     ``cluster_params`` go to :func:`cluster_embedding` (graph, Leiden, UMAP). Adds
     ``obs["leiden"]`` (the configured resolution), ``obs["leiden_matched"]`` (resolution
     bisected to as many clusters as labels), ``obs["kmeans"]`` (k = number of labels)
@@ -68,13 +72,14 @@ def evaluate_embedding(
             f"(bisection_max_seconds: {bisection_max_seconds:g})"
         )
     matched_scores = cluster_scores(labels, matched["clusters"].to_numpy()[scored])
-    with timed("k-means"):
+    with timed("k-means"), blas_threads(compute_threads):
         kmeans = kmeans_clusters(embedding, n_labels, seed, kmeans_n_init)
     adata.obs["kmeans"] = kmeans.astype(str)
     kmeans_scores = cluster_scores(labels, kmeans[scored])
     split = adata.obs["split"].astype(str).to_numpy()[scored]
     with timed("silhouette and kNN transfer"):
-        silhouette = label_silhouette(embedding[scored], labels, seed)
+        with blas_threads(compute_threads):
+            silhouette = label_silhouette(embedding[scored], labels, seed)
         knn_accuracy = knn_transfer_accuracy(
             embedding[scored], labels, split, knn_k, n_jobs=threads
         )

@@ -106,3 +106,37 @@ def cluster_threads_of_cells(n_cells: int) -> int:
 def cluster_threads(embedding: str | os.PathLike) -> int:
     """Threads of the clustering job of ``embedding`` (one before the file exists)."""
     return cluster_threads_of_cells(n_obs(embedding))
+
+
+def local_gpus() -> int:
+    """NVIDIA GPUs a job started on this machine can use, found without importing torch:
+    the devices in ``CUDA_VISIBLE_DEVICES`` when it is set (empty or -1: none), else those
+    the driver lists in /proc/driver/nvidia/gpus, else ``nvidia-smi -L``'s; 0 when none
+    answers."""
+    import shutil
+    import subprocess
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        devices = [d for d in visible.replace(" ", "").split(",") if d]
+        return 0 if not devices or devices[0].startswith("-") else len(devices)
+    driver = "/proc/driver/nvidia/gpus"
+    if os.path.isdir(driver):
+        return len(os.listdir(driver))
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        listing = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(line.startswith("GPU ") for line in listing.splitlines())
+
+
+def gpu_units(device: str, gpus: int) -> int:
+    """The ``gpu`` resource a training job on ``device`` (a method's ``device`` key) asks
+    for on a machine with ``gpus`` GPUs: one when it will train on one, so that the
+    profile's ``gpu`` count lets that many share the machine; none when it trains on the
+    CPU, so that CPU training jobs run side by side on the cores."""
+    return 0 if device == "cpu" or gpus == 0 else 1
