@@ -176,21 +176,30 @@ def test_bench_cluster_set_replaces_a_cluster_default_and_names_a_bad_key():
         bench_cluster.cluster_params(["leiden_flavour=igraph"])
 
 
-def test_compare_leiden_runs_both_backends_on_one_embedding(tmp_path):
-    """tools/compare_leiden.py: the job's code with each Leiden backend on a saved
-    embedding; both find three well-separated blobs, and their runs are timed."""
+def test_compare_leiden_scores_each_setting_against_the_reference_over_seeds(tmp_path):
+    """tools/compare_leiden.py: the job's code with the reference and a candidate Leiden
+    setting on saved embeddings of two seeds; both find three well-separated blobs, their
+    runs are timed, and the table per dataset gives the candidate's verdict."""
     import bench_cluster
     import compare_leiden
     import pandas as pd
 
-    bench_cluster.blob_anndata(400, 4, 3).write_h5ad(tmp_path / "embedding.h5ad")
+    paths = []
+    for seed in (0, 1):
+        folder = tmp_path / "blobs" / "pca" / f"seed{seed}"
+        folder.mkdir(parents=True)
+        bench_cluster.blob_anndata(400, 4, 3).write_h5ad(folder / "embedding.h5ad")
+        paths.append(str(folder / "embedding.h5ad"))
     out, doc = tmp_path / "leiden.tsv", tmp_path / "leiden.md"
-    args = [str(tmp_path / "embedding.h5ad"), "--out", str(out), "--doc", str(doc)]
+    args = [*paths, "--settings", "igraph_2it", "--out", str(out), "--doc", str(doc)]
     assert compare_leiden.main(args) == 0
-    row = pd.read_csv(out, sep="\t").iloc[0]
-    assert row["n_cells"] == 400
-    for name in ("leidenalg", "igraph"):
-        assert row[f"{name}_leiden_s"] >= 0 and row[f"{name}_bisection_s"] >= 0  # logged
-        assert row[f"{name}_matched_ari"] > 0.9
-    assert -1 <= row["ari_between"] <= 1
-    assert "| mean of 1 " in doc.read_text() and "leidenalg_matched_ari" in doc.read_text()
+    table = pd.read_csv(out, sep="\t")
+    assert list(table["seed"]) == [0, 1] and set(table["dataset"]) == {"blobs"}
+    for name in ("leidenalg", "igraph_2it"):
+        assert (table[f"{name}_leiden_s"] >= 0).all() and (table[f"{name}_bisection_s"] >= 0).all()
+        assert (table[f"{name}_matched_ari"] > 0.9).all()
+    text = doc.read_text()
+    assert "- `igraph_2it`: passes" in text
+    assert "igraph_2it_matched_ari_diff" in text and "| blobs " in text
+    with pytest.raises(SystemExit):
+        compare_leiden.main([*paths, "--settings", "louvain"])
