@@ -115,7 +115,9 @@ def test_train_scvi_script_passes_the_batch(tiny, tmp_path, monkeypatch):
         log=[str(tmp_path / "train.log")],
         threads=1,
         wildcards=SimpleNamespace(dataset="d", method="scvi", seed="0"),
-        params=SimpleNamespace(method={"kind": "scvi", **TINY, "max_epochs": 2, "use_batch": True}),
+        params=SimpleNamespace(
+            method={"kind": "scvi", **TINY, "max_epochs": 2, "use_batch": True}, threads=1
+        ),
     )
     script.main(snakemake)
     assert "batch: obs['batch'], 2 batches, SCVI's batch_key" in messages

@@ -468,6 +468,7 @@ def run_train_vae_script(monkeypatch, tmp_path, preprocessed, method, name):
             method=method,
             checkpoint=str(out / "checkpoint.pt"),
             failed_checkpoint=str(out / "best.pt"),
+            threads=1,
         ),
         config={"checkpoint_every": 1},
     )

@@ -151,14 +151,19 @@ class LeidenGraph:
         """Forget the graph :meth:`of` keeps (its memory: about 1 GB at 10^6 cells)."""
         cls._last = None
 
-    def clusters(self, resolution: float) -> pd.Categorical:
-        """Leiden's clusters at ``resolution``, named "0", "1", ... as scanpy names them."""
+    def clusters(self, resolution: float, start=None) -> pd.Categorical:
+        """Leiden's clusters at ``resolution``, named "0", "1", ... as scanpy names them.
+
+        ``start``: clusters (one label per cell) that Leiden starts from instead of one
+        cluster per cell (a warm start, see :func:`leiden_matched`)."""
+        initial = None if start is None else pd.factorize(np.asarray(start))[0].tolist()
         if self.flavor == "leidenalg":
             import leidenalg
 
             membership = leidenalg.find_partition(
                 self.graph,
                 leidenalg.RBConfigurationVertexPartition,
+                initial_membership=initial,
                 n_iterations=self.n_iterations,
                 resolution_parameter=resolution,
                 weights=self.weights,
@@ -169,6 +174,7 @@ class LeidenGraph:
 
             with set_igraph_random_state(self.seed):
                 membership = self.graph.community_leiden(
+                    initial_membership=initial,
                     n_iterations=self.n_iterations,
                     weights="weight",
                     resolution=resolution,
@@ -226,6 +232,7 @@ def leiden_matched(
     max_steps: int = 30,
     max_seconds: float = 0.0,
     known: dict[float, pd.Series] | None = None,
+    warm_start: bool = True,
     **leiden_kwargs,
 ) -> dict:
     """Leiden at the resolution, found by bisection, that gives ``n_target`` clusters.
@@ -237,7 +244,12 @@ def leiden_matched(
     :class:`LeidenGraph`, converted once. ``known`` maps a resolution to Leiden's
     clusters there on this graph with these arguments (the job's own Leiden run): the
     bisection takes them instead of running Leiden again, and counts the step as run, so
-    its path and result are the same.
+    its path and result are the same. With ``warm_start``, a run below a resolution
+    already run starts from the clusters of the nearest one above it (a finer
+    partition, which Leiden merges) instead of one cluster per cell: about half the time
+    of a cold run, with the same clusters on the data measured (docs/leiden.md). Runs
+    above every resolution run so far start cold (a coarse start keeps Leiden from
+    splitting).
     Returns ``resolution``, ``n_clusters``, ``exact``, ``steps``, ``timed_out`` and
     ``clusters``.
     """
@@ -245,6 +257,7 @@ def leiden_matched(
     best = None
     deadline = time.monotonic() + max_seconds if max_seconds > 0 else float("inf")
     graph = LeidenGraph.of(adata, seed, **leiden_kwargs)
+    finer: dict[float, pd.Series] = {}  # resolution -> its clusters, for warm starts
 
     def more() -> bool:
         return steps < max_steps and time.monotonic() < deadline
@@ -255,7 +268,10 @@ def leiden_matched(
         if known and resolution in known:
             clusters = pd.Series(known[resolution].to_numpy(), index=adata.obs_names)
         else:
-            clusters = pd.Series(graph.clusters(resolution), index=adata.obs_names)
+            above = [r for r in finer if r > resolution]
+            start = finer[min(above)].to_numpy() if warm_start and above else None
+            clusters = pd.Series(graph.clusters(resolution, start), index=adata.obs_names)
+        finer[resolution] = clusters
         n = int(clusters.nunique())
         if best is None or abs(n - n_target) < abs(best["n_clusters"] - n_target):
             best = {"resolution": resolution, "n_clusters": n, "clusters": clusters}
