@@ -1,4 +1,5 @@
 import copy
+import functools
 import os
 import re
 import sys
@@ -303,20 +304,23 @@ def train_threads(wildcards):
     return config["compute_threads"]["train"] or 4
 
 
-LOCAL_GPUS = None  # GPUs of the machine Snakemake runs on, looked up when first needed
+@functools.cache
+def local_gpu_count():
+    """GPUs of the machine Snakemake runs on (scembed.resources.local_gpus), looked up
+    once per run."""
+    from scembed.resources import local_gpus
+
+    return local_gpus()
 
 
 def gpu_request(wildcards):
     """The `gpu` resource of a training job: 1 where it trains on a GPU of this machine
     (profiles/local's `gpu` count lets that many run at once), 0 where it trains on the
     CPU. profiles/slurm sets it to 1, for the GPU node, whatever the login node has."""
-    global LOCAL_GPUS
-    from scembed.resources import gpu_units, local_gpus
+    from scembed.resources import gpu_units
 
-    if LOCAL_GPUS is None:
-        LOCAL_GPUS = local_gpus()
     device = config["methods"][wildcards.method].get("device", "auto")
-    return gpu_units(device, LOCAL_GPUS)
+    return gpu_units(device, local_gpu_count())
 
 
 def get_run_outputs(name):

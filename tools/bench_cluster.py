@@ -72,13 +72,20 @@ def blob_anndata(n_cells: int, dims: int, types: int):
     return adata
 
 
+def schema_default(section: str) -> dict:
+    """The schema's defaults of a top-level section: the one home of the defaults."""
+    import yaml
+
+    schema = yaml.safe_load((ROOT / "config/schema/config.schema.yaml").read_text())
+    keys = schema["properties"][section]["properties"]
+    return {key: spec["default"] for key, spec in keys.items()}
+
+
 def cluster_params(overrides: list[str]) -> dict:
     """The schema's ``cluster`` defaults, with ``KEY=VALUE`` overrides (YAML values)."""
     import yaml
 
-    schema = yaml.safe_load((ROOT / "config/schema/config.schema.yaml").read_text())
-    cluster = schema["properties"]["cluster"]["properties"]  # the one home of the defaults
-    params = {key: spec["default"] for key, spec in cluster.items()}
+    params = schema_default("cluster")
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or key not in params:
@@ -96,6 +103,11 @@ def job(
     (a path, or "" for blobs); prints its stages as JSON."""
     start = time.perf_counter()
     sys.path.insert(0, str(ROOT / "scripts"))
+    from scembed.threads import compute_threads, pin_numba_threads
+
+    # as the workflow's job: numba's threads fixed before anything imports numba
+    computing = compute_threads(schema_default("compute_threads")["cluster"], threads)
+    pin_numba_threads(computing)
     import anndata as ad
 
     from scembed.evaluate import evaluate_embedding
@@ -114,7 +126,9 @@ def job(
     logging.getLogger("scembed").setLevel(logging.INFO)
     adata = ad.read_h5ad(embedding) if embedding else blob_anndata(n_cells, dims, types)
     read = time.perf_counter()
-    scores = evaluate_embedding(adata, 0, threads=threads, **cluster_params(overrides))
+    scores = evaluate_embedding(
+        adata, 0, threads=threads, compute_threads=computing, **cluster_params(overrides)
+    )
     done = time.perf_counter()
     print(
         json.dumps(
