@@ -193,6 +193,30 @@ def test_check_batches_refuses_cells_without_a_batch_with_their_number():
     check_batches(obs, "sample", "cell_type", "cells.h5ad")
 
 
+def test_check_batches_refuses_a_column_with_a_value_per_cell_and_names_the_batch_columns():
+    """A barcode column picked as batch_key would run Harmony on one-cell batches and a
+    VAE with a one-hot as wide as the data; the only message was a confounding warning."""
+    n = 200
+    obs = pd.DataFrame(
+        {
+            "cell_type": np.repeat(["B", "T", "NK", "mono"], n // 4),
+            "barcode": [f"AAAC{i:05d}-1" for i in range(n)],
+            "donor": np.tile(["d1", "d2", "d3"], n)[:n],
+            "n_counts": np.arange(n, dtype=float),
+        }
+    )
+    with pytest.raises(DataError) as err:
+        check_batches(obs, "barcode", "cell_type", "cells.h5ad")
+    message = str(err.value)
+    assert message.startswith(
+        "cells.h5ad: the batch column 'barcode' holds 200 distinct values in 200 cells"
+    )
+    assert "a value per cell, like a barcode" in message
+    assert "the columns that look like batches are 'donor' (3 values)." in message
+    assert "cell_type" not in message.split("Set `batch_key`")[1]  # the labels are no batch
+    check_batches(obs, "donor", "cell_type", "cells.h5ad")
+
+
 def test_check_batches_refuses_the_label_column_as_batch():
     obs = pd.DataFrame({"cell_type": ["a", "b"]})
     with pytest.raises(DataError, match="`batch_key` and `label_key` both name the column"):

@@ -135,15 +135,15 @@ def label_columns(obs: pd.DataFrame, exclude: str | None = None) -> list[tuple[s
     return found
 
 
-def describe_candidates(columns: list[tuple[str, int]]) -> str:
-    """The candidate label columns for a message."""
+def describe_candidates(columns: list[tuple[str, int]], what: str = "cell types") -> str:
+    """The candidate label (or batch) columns for a message."""
     if not columns:
         return (
-            f"no column here has 2 to {MAX_TYPES} distinct values, as a cell-type column "
-            "would: add the cell types to the file"
+            f"no column here has 2 to {MAX_TYPES} distinct values, as a column of {what} "
+            f"would: add the {what} to the file"
         )
     listed = ", ".join(f"{name!r} ({n} values)" for name, n in columns)
-    return f"the columns that look like cell types are {listed}"
+    return f"the columns that look like {what} are {listed}"
 
 
 def check_batches(obs: pd.DataFrame, batch_key: str, label_key: str, where: str) -> None:
@@ -169,6 +169,18 @@ def check_batches(obs: pd.DataFrame, batch_key: str, label_key: str, where: str)
             f"{list(map(str, obs.index[missing][:3]))}): every cell needs one. Fill them "
             "in (a batch of their own, such as 'unknown', is a batch like any other) or "
             "drop those cells from the file."
+        )
+    values = obs[batch_key].astype(str)
+    n_batches = values.nunique()
+    if per_cell(n_batches, len(values)):
+        others = [c for c in label_columns(obs, exclude=batch_key) if c[0] != label_key]
+        raise DataError(
+            f"{where}: the batch column {batch_key!r} holds {n_batches} distinct values in "
+            f"{len(values)} cells (e.g. {list(values.unique()[:3])}): a value per cell, like "
+            "a barcode or cell id, not batches; Harmony, the VAE's batch covariate and the "
+            "integration scores need several cells in each batch. Set `batch_key` to a "
+            f"column of samples, donors, plates or runs; "
+            f"{describe_candidates(others, 'batches')}."
         )
 
 
