@@ -275,6 +275,17 @@ def test_bisection_reports_when_it_cannot_match():
     assert result["steps"] == 6
 
 
+def test_bisection_stops_when_the_count_jumps_past_the_target():
+    """No resolution gives 6 of these 12 cliques' groups (the count jumps from 5 to 7):
+    the bisection stops once its interval is pinned to BISECTION_WIDTH of the
+    resolution, not after all of max_steps, and that is no time-out."""
+    adata = ring_of_cliques(n_cliques=12, size=8)
+    result = leiden_matched(adata, 6, seed=0, flavor="leidenalg", directed=False)
+    assert not result["exact"] and result["n_clusters"] in (5, 7)
+    assert 5 < result["steps"] < 30 and not result["timed_out"]
+    assert 0.0625 <= result["resolution"] <= 0.125  # where 5 groups (0.0625) jump to 7
+
+
 def test_bisection_stops_at_its_time_bound():
     adata = ring_of_cliques(n_cliques=12, size=8)
     unbounded = leiden_matched(adata, 4, seed=0, flavor="leidenalg", directed=False)
