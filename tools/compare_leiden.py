@@ -136,6 +136,15 @@ def verdicts(summary: pd.DataFrame, names: list[str], tolerance: float) -> dict[
     return out
 
 
+def workflow_setting() -> str | None:
+    """The setting the workflow runs below 10^5 cells with the schema's defaults (the
+    matched-k bisection is always warm-started), or None when none of SETTINGS is it."""
+    params = cluster_params([])
+    flavor = "leidenalg" if params["leiden_flavor"] == "auto" else params["leiden_flavor"]
+    default = (flavor, params["leiden_n_iterations"], params["leiden_directed"], True)
+    return next((name for name, value in SETTINGS.items() if value == default), None)
+
+
 def markdown(table: pd.DataFrame, names: list[str], tolerance: float) -> str:
     """The per-dataset table, its means and the verdicts, with how it was made."""
     summary = per_dataset(table, names)
@@ -165,6 +174,8 @@ def markdown(table: pd.DataFrame, names: list[str], tolerance: float) -> str:
         "each candidate's mean paired difference (`*_diff`), and the seconds of Leiden "
         "plus bisection (`*_s`, 2 cores, beside other jobs).",
         "",
+        f"The workflow's default below 10^5 cells: `{workflow_setting()}`.",
+        "",
         f"A candidate passes when its mean difference is at least -{tolerance} and no row "
         "drops by more than the reference's seed sd, on both scores:",
         "",
@@ -181,7 +192,7 @@ def markdown(table: pd.DataFrame, names: list[str], tolerance: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("embeddings", nargs="+", type=Path)
+    parser.add_argument("embeddings", nargs="*", type=Path)
     parser.add_argument(
         "--settings",
         default=",".join(SETTINGS),
@@ -190,20 +201,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=0.01)
     parser.add_argument("--out", default=str(ROOT / "results/bench/leiden.tsv"))
     parser.add_argument("--doc", default=None, help="also write the table as Markdown here")
+    parser.add_argument(
+        "--from-table",
+        action="store_true",
+        help="write --doc from the --out table of an earlier run instead of clustering",
+    )
     args = parser.parse_args(argv)
     names = [REFERENCE] + [n for n in args.settings.split(",") if n and n != REFERENCE]
     unknown = sorted(set(names) - set(SETTINGS))
     if unknown:
         parser.error(f"unknown settings {unknown}; choose among {list(SETTINGS)}")
-    rows = []
-    for path in args.embeddings:
-        rows.append(compare(path, names))
-        shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()}
-        print({k: v for k, v in shown.items() if k != "embedding"}, flush=True)
-    table = pd.DataFrame(rows)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, sep="\t", index=False)
-    print(f"written to {args.out}")
+    if args.from_table:
+        table = pd.read_csv(args.out, sep="\t")
+        names = [name for name in SETTINGS if f"{name}_ari" in table.columns]
+    else:
+        rows = []
+        for path in args.embeddings:
+            rows.append(compare(path, names))
+            shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()}
+            print({k: v for k, v in shown.items() if k != "embedding"}, flush=True)
+        table = pd.DataFrame(rows)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out, sep="\t", index=False)
+        print(f"written to {args.out}")
     text = markdown(table, names, args.tolerance)
     print(text)
     if args.doc:
