@@ -280,7 +280,16 @@ def leiden_matched(
         else:
             above = [r for r in finer if r > resolution]
             start = finer[min(above)].to_numpy() if warm_start and above else None
+            began = time.monotonic()
             clusters = pd.Series(graph.clusters(resolution, start), index=adata.obs_names)
+            log.info(
+                "bisection run %d: resolution %g, %d clusters, %s start, %.1f s",
+                steps,
+                resolution,
+                clusters.nunique(),
+                "cold" if start is None else "warm",
+                time.monotonic() - began,
+            )
         finer[resolution] = clusters
         n = int(clusters.nunique())
         if best is None or abs(n - n_target) < abs(best["n_clusters"] - n_target):
