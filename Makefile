@@ -63,7 +63,7 @@ bench-cluster: $(BIN)/snakemake ## a clustering job in a fresh process, cold and
 bench-scale: $(BIN)/snakemake ## the workflow on 10^4, 10^5, 10^6 droplet cells: time and memory per rule -> results/bench/scale.tsv (~1-2 h)
 	$(BIN)/python tools/bench_scale.py
 
-gpu-check: $(BIN)/snakemake ## on a GPU node: preset improved and SCVI on CUDA vs CPU, s/epoch and cells/s (exits 1 without CUDA)
+gpu-check: $(BIN)/snakemake ## on a GPU node: preset improved and SCVI, CUDA vs CPU, cells/s, the levers, batch size -> docs/gpu.md (exits 1 without CUDA)
 	$(BIN)/python tools/gpu_check.py
 
 dry-run: $(BIN)/snakemake ## plan the shipped configs with the local and Slurm profiles (submits nothing)

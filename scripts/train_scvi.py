@@ -1,4 +1,8 @@
-"""Train scvi-tools' SCVI on one dataset with one seed; write the same files as a VAE run."""
+"""Train scvi-tools' SCVI on one dataset with one seed; write the same files as a VAE run.
+
+With ``device: auto`` and several visible GPUs the job trains on one that no other
+training job holds (:func:`scembed.vae.device.claimed_gpu`).
+"""
 
 import anndata as ad
 
@@ -7,6 +11,7 @@ from scembed.embedding import write_trained_model
 from scembed.runtime import setup_logging
 from scembed.scvi_model import train_scvi
 from scembed.threads import compute_threads, pin_torch_threads
+from scembed.vae.device import claimed_gpu
 
 
 def main(snakemake):
@@ -26,15 +31,16 @@ def main(snakemake):
         log.info("batch: obs[%r], %d batches, SCVI's batch_key", key, len(names))
     else:
         log.info("batch: not used (%s)", "no batch_key" if key is None else "use_batch: false")
-    result = train_scvi(
-        pre.layers["counts"],
-        pre.obs["split"].to_numpy(),
-        seed=seed,
-        log=log.info,
-        batch=batch,
-        batch_names=names,
-        **params,
-    )
+    with claimed_gpu(params.get("device", "auto"), log.info):
+        result = train_scvi(
+            pre.layers["counts"],
+            pre.obs["split"].to_numpy(),
+            seed=seed,
+            log=log.info,
+            batch=batch,
+            batch_names=names,
+            **params,
+        )
     info = {
         "dataset": snakemake.wildcards.dataset,
         "method": snakemake.wildcards.method,

@@ -4,7 +4,9 @@ Training writes a checkpoint outside the rule's outputs (``params.checkpoint``) 
 ``checkpoint_every`` epochs (config key); a rerun after a kill resumes from it, and it is
 removed once the outputs are written. With ``use_batch`` (preset ``improved``) on a dataset
 with a ``batch_key`` the batch is a covariate of the network, and ``model.pt`` names the
-batches (its state dict's ``batches._extra_state``).
+batches (its state dict's ``batches._extra_state``). With ``device: auto`` and several
+visible GPUs the job trains on one that no other training job holds
+(:func:`scembed.vae.device.claimed_gpu`).
 """
 
 import torch
@@ -14,6 +16,7 @@ from scembed.embedding import write_trained_model
 from scembed.runtime import atomic_path, read_h5ad_parts, setup_logging, stop_on_signals
 from scembed.threads import compute_threads, pin_torch_threads
 from scembed.vae import checkpoint as ckpt
+from scembed.vae.device import claimed_gpu
 from scembed.vae.params import resolve_params
 from scembed.vae.train import NonFiniteLossError, train_vae
 
@@ -44,17 +47,18 @@ def main(snakemake):
         log.info("batch: not used (%s)", "no batch_key" if key is None else "use_batch: false")
     checkpoint = snakemake.params.checkpoint
     try:
-        result = train_vae(
-            pre.layers["counts"],
-            pre.obs["split"].to_numpy(),
-            params,
-            seed,
-            log=log.info,
-            checkpoint=checkpoint,
-            checkpoint_every=snakemake.config["checkpoint_every"],
-            batch=batch,
-            batch_names=names,
-        )
+        with claimed_gpu(params.device, log.info):
+            result = train_vae(
+                pre.layers["counts"],
+                pre.obs["split"].to_numpy(),
+                params,
+                seed,
+                log=log.info,
+                checkpoint=checkpoint,
+                checkpoint_every=snakemake.config["checkpoint_every"],
+                batch=batch,
+                batch_names=names,
+            )
     except NonFiniteLossError as err:
         if err.best_state is not None:
             with atomic_path(snakemake.params.failed_checkpoint) as tmp:

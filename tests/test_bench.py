@@ -3,6 +3,7 @@
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from bench_vae import BookVAE, book_epochs, interleaved, make_counts
@@ -103,27 +104,84 @@ def test_bench_scale_reads_the_stages_each_job_logged(tmp_path):
     ]
 
 
-def test_gpu_check_says_there_is_no_cuda_device(monkeypatch, capsys):
+def test_gpu_check_says_there_is_no_cuda_device(monkeypatch, capsys, tmp_path):
     import gpu_check
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert gpu_check.main([]) == 1
+    assert gpu_check.main(["--out", str(tmp_path / "gpu.md")]) == 1
     out = capsys.readouterr().out
     assert out.startswith("No CUDA device") and "make gpu-check" in out
+    assert list(tmp_path.iterdir()) == []  # no report without CUDA
 
 
-def test_gpu_check_measures_and_compares_two_devices():
-    """The GPU check's measurements, run here with the CPU twice: an epoch's cells per
-    second on each device, and the agreement of two embeddings (1 for the same seed on
-    the same device, where training is bit-identical)."""
+@pytest.fixture(scope="module")
+def small_droplet():
+    import gpu_measure
+
+    return gpu_measure.droplet(400, 0, n_genes=60, n_types=3)
+
+
+def test_gpu_check_measures_throughput_on_any_device(small_droplet, monkeypatch):
+    """The GPU check's throughput rows, run here on the CPU: ours (resident and streamed
+    counts, eager steps there) and SCVI's, a row per method and batch size that fits the
+    training cells, timed over the steps after the warm-up."""
+    import gpu_check
+    import gpu_measure
+
+    monkeypatch.setattr(gpu_measure, "STEPS", 5)
+    data = small_droplet
+    big = gpu_measure.tiled(data, 3, 0)
+    assert big.counts.shape == (1200, 60) and big.counts.nnz == 3 * data.counts.nnz
+    rows = list(gpu_check.throughput([data], ("cpu",), 0, batch_sizes=(32, 5000)))
+    assert [(row["method"], row["batch_size"]) for row in rows] == [("improved", 32), ("scvi", 32)]
+    ours, scvi = rows
+    assert ours["steps"] == scvi["steps"] == 5 and ours["cells_per_s"] > 0 < scvi["cells_per_s"]
+    assert (ours["step"], ours["counts"], ours["capture_s"]) == ("eager", "resident", 0.0)
+    streamed = gpu_measure.Throughput(data).vae("cpu", 32, 0, resident=False)
+    assert streamed["counts"] == "streamed" and streamed["steps"] == 5
+
+
+def test_gpu_check_states_the_targets():
     import gpu_check
 
-    lines = list(gpu_check.droplet_epoch(3000, 0, devices=("cpu", "cpu"), n_genes=100))
-    assert len(lines) == 2 and all("training cells/s" in line for line in lines)
+    rows = pd.DataFrame(
+        [
+            ("cuda", "big", "improved", 128, 350_000.0),
+            ("cuda", "big", "improved", 2048, 900_000.0),
+            ("cuda", "big", "scvi", 128, 7_000.0),
+            ("cuda", "big", "improved, no graph", 128, 90_000.0),
+            ("cpu", "big", "improved", 128, 20_000.0),
+        ],
+        columns=["device", "data", "method", "batch_size", "cells_per_s"],
+    )
+    assert gpu_check.targets(rows, "big") == [
+        "- improved at batch_size 128, big: 350,000 cells/s (target 300,000): met",
+        "- improved at the best batch size (2048), big: 900,000 cells/s (target 1,000,000): "
+        "not met",
+        "- 50.0x SCVI's cells/s at batch_size 128, big (target 40x): met",
+    ]
+
+
+def test_gpu_check_trainings_compare_devices_and_batch_sizes(small_droplet, monkeypatch):
+    """The agreement and the batch-size study, here with the CPU in place of CUDA: the
+    same seed on the same CPU gives the same embedding (all neighbours shared, ARI 1),
+    and the study says whether a larger batch keeps the ARI and what it proposes."""
+    import gpu_trainings
+    from gpu_trainings import neighbour_agreement
+
     points = np.random.default_rng(0).normal(size=(300, 5))
-    assert gpu_check.neighbour_agreement(points, points) == 1.0
-    assert gpu_check.kmeans_agreement(points, points.copy(), 4, 0) == 1.0
-    assert gpu_check.neighbour_agreement(points, points[::-1]) < 0.2
+    assert neighbour_agreement(points, points) == 1.0
+    assert neighbour_agreement(points, points[::-1]) < 0.2
+    monkeypatch.setattr(gpu_trainings, "SCVI_EPOCHS", 2)
+    short = {"max_epochs": 4, "kl_warmup_epochs": 1}
+    rows, lines = gpu_trainings.agreement(small_droplet, 0, ("cpu", "cpu"), short)
+    assert list(rows["device"]) == ["cpu", "cpu", "cpu again", "cpu", "cpu"]
+    assert lines[0].startswith("- improved, seed 0, cpu against cpu: 100.0% of the 15 nearest")
+    assert "k-means ARI 1.000" in lines[0]
+    assert lines[2].startswith("- improved, two runs on cpu with the same seed: the same losses")
+    table, lines = gpu_trainings.batch_study(small_droplet, 0, "cpu", (32, 64), 2, short)
+    assert list(table["batch_size"]) == [32, 64] and (table["epochs_mean"] == 4).all()
+    assert lines[0].startswith("- batch_size 64: ") and lines[1].startswith("- proposal: ")
 
 
 def test_bench_cluster_times_the_jobs_stages_on_a_seeded_embedding(capsys):
@@ -203,3 +261,7 @@ def test_compare_leiden_scores_each_setting_against_the_reference_over_seeds(tmp
     assert "igraph_2it_matched_ari_diff" in text and "| blobs " in text
     with pytest.raises(SystemExit):
         compare_leiden.main([*paths, "--settings", "louvain"])
+    again = tmp_path / "again.md"  # the doc written again from the table, no clustering
+    assert compare_leiden.main(["--from-table", "--out", str(out), "--doc", str(again)]) == 0
+    assert again.read_text() == text
+    assert "The workflow's default below 10^5 cells: `leidenalg_2it_warm`." in text

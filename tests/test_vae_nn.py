@@ -4,9 +4,9 @@ softplus and softmax decoders."""
 import pytest
 import torch
 
+from scembed.vae.feeding import size_factors
 from scembed.vae.module import VAE
 from scembed.vae.nn import Decoder, Encoder
-from scembed.vae.train import size_factors
 
 N_GENES, N_LATENT = 25, 4
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -1,5 +1,5 @@
-"""The training loop (scembed.vae.train): size factors, determinism, sparse input, early
-stopping, each lever's effect on training, and errors."""
+"""The training loop (scembed.vae.train): determinism, sparse input, early stopping, each
+lever's effect on training, and errors (the feeding: test_vae_feeding.py)."""
 
 import dataclasses
 
@@ -14,29 +14,11 @@ from scembed.preprocess import split_cells
 from scembed.vae import train as train_module
 from scembed.vae.module import VAE, LossOutput
 from scembed.vae.params import resolve_params
-from scembed.vae.train import NonFiniteLossError, kl_weight, size_factors, train_vae
+from scembed.vae.train import NonFiniteLossError, kl_weight, train_vae
 
 N_CELLS, N_GENES = TRAIN_CELLS, TRAIN_GENES
 pytestmark = pytest.mark.usefixtures("one_thread")
 _params, _quiet = short_params, quiet
-
-
-# --- size factors ------------------------------------------------------------------------
-
-
-def test_size_factors_equal_the_books_dense_matrix():
-    x = np.random.default_rng(1).poisson(2.0, (20, 7)).astype(np.float64)
-    dense = np.outer(x.sum(1), x.sum(0))
-    dense *= x.mean() / dense.mean()
-    row_sums, col_sums = torch.tensor(x.sum(1)), torch.tensor(x.sum(0))
-    idx = torch.tensor([3, 0, 17, 3, 9])
-    book = size_factors(row_sums, col_sums, float(x.sum()), idx, "book")
-    np.testing.assert_allclose(book.numpy(), dense[idx.numpy()], rtol=1e-12)
-    library = size_factors(row_sums, col_sums, float(x.sum()), idx, "library")
-    expected = x.sum(1)[idx.numpy()] / x.sum(1).mean()
-    np.testing.assert_allclose(
-        np.broadcast_to(library.numpy(), (5, 7)), np.repeat(expected[:, None], 7, 1)
-    )
 
 
 # --- training ----------------------------------------------------------------------------
@@ -63,63 +45,6 @@ def test_same_seed_is_bit_identical_and_sparse_input_agrees(data):
     other = train_vae(counts, split, _params(), seed=8, log=_quiet)
     assert np.array_equal(first.latent, second.latent)
     assert not np.array_equal(first.latent, other.latent)
-
-
-def test_sparse_counts_stay_sparse_and_give_the_dense_results(data):
-    """CSR counts are densified a minibatch at a time (memory bounded by the batch), and
-    every batch, count constant, loss and the embedding equal the dense path's."""
-    from scembed.vae.train import TrainingData
-
-    counts, split = data
-    dense = TrainingData(counts, torch.device("cpu"), "observed")
-    sparse = TrainingData(sp.csr_matrix(counts), torch.device("cpu"), "observed", chunk_size=7)
-    assert sparse.x is None and sparse.csr.nnz == np.count_nonzero(counts)
-    assert torch.equal(dense.log_factorial, sparse.log_factorial)  # chunked the same
-    idx = torch.tensor([5, 0, 299, 17, 17])
-    for a, b in zip(dense.batch(idx), sparse.batch(idx), strict=True):
-        assert torch.equal(a, b)
-    for params in (
-        _params(preset="improved", kl_warmup_epochs=1, batch_size=64, max_epochs=4),
-        _params(drop_last=False, batch_size=80),  # a partial last batch
-    ):
-        a = train_vae(counts, split, params, seed=3, log=_quiet)
-        b = train_vae(sp.csr_matrix(counts), split, params, seed=3, log=_quiet)
-        assert np.array_equal(a.latent, b.latent)
-        pd.testing.assert_frame_equal(
-            a.history.drop(columns="seconds"), b.history.drop(columns="seconds")
-        )
-
-
-def test_sparse_training_data_equals_dense_with_empty_rows_and_unsorted_indices():
-    """The chunked sparse sums (one reused buffer) equal the dense ones exactly, with an
-    empty cell, a chunk boundary inside the matrix, and unsorted CSR indices, which are
-    sorted on a copy: the caller's matrix is left as it was."""
-    from scembed.vae.train import TrainingData
-
-    rng = np.random.default_rng(0)
-    dense = rng.poisson(0.5, size=(37, 12)).astype(np.float32)
-    dense[5] = 0.0  # an empty cell
-    dense[-1] = 0.0  # ... and the last one, past the last chunk's stored values
-    csr = sp.csr_matrix(dense)
-    order = np.concatenate(
-        [
-            rng.permutation(np.arange(a, b))
-            for a, b in zip(csr.indptr[:-1], csr.indptr[1:], strict=True)
-        ]
-    )
-    unsorted = sp.csr_matrix((csr.data[order], csr.indices[order], csr.indptr), shape=csr.shape)
-    unsorted.has_sorted_indices = False
-    indices_before = unsorted.indices.copy()
-    cpu = torch.device("cpu")
-    sparse = TrainingData(unsorted, cpu, "book", chunk_size=8)
-    reference = TrainingData(dense, cpu, "book", chunk_size=8)
-    assert torch.equal(sparse.log_factorial, reference.log_factorial)
-    assert torch.equal(sparse.row_sums, reference.row_sums)
-    assert torch.equal(sparse.col_sums, reference.col_sums)
-    assert sparse.total == reference.total
-    idx = torch.arange(37)
-    assert torch.equal(sparse.counts(idx), reference.counts(idx))
-    np.testing.assert_array_equal(unsorted.indices, indices_before)
 
 
 def test_early_stopping_restores_the_best_state(data):

@@ -31,9 +31,10 @@ class ScviResult:
 
 
 def _trainer_device(device: torch.device) -> tuple[str, list[int] | str]:
-    """Lightning's (accelerator, devices) for a torch device."""
+    """Lightning's (accelerator, devices) for a torch device; ``cuda`` without an index is
+    the current device (the one :func:`scembed.vae.device.claimed_gpu` chose)."""
     if device.type == "cuda":
-        return "gpu", [device.index or 0]
+        return "gpu", [torch.cuda.current_device() if device.index is None else device.index]
     return "cpu", 1
 
 

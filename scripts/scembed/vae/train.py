@@ -1,13 +1,15 @@
 """Training loop of the VAE: seeds, minibatches, early stopping, the embedding.
 
-A plain PyTorch loop: the counts live in one float32 tensor on the device, or stay
-sparse in host memory with each minibatch densified on its own
-(:class:`TrainingData`); shuffled minibatches are taken by index and size factors are
-computed per minibatch from per-cell and per-gene sums, so no dense cells x genes
+A plain PyTorch loop: the counts are on the training device (dense, or CSR whose
+minibatch rows are gathered there; streamed from the host where they do not fit:
+:mod:`scembed.vae.feeding`); shuffled minibatches are taken by index and size factors
+are computed per minibatch from per-cell and per-gene sums, so no dense cells x genes
 size-factor matrix and no DataLoader are needed. The count constant of the loss is
 computed once per cell, and Adam updates one flat buffer of all parameters
 (:func:`scembed.vae.optim.flat_adam`). Each cell's batch, when the model uses one, is
-taken by the same indices as its counts.
+taken by the same indices as its counts. A step reads nothing back to the host (the
+losses add up on the device, read once an epoch), and on CUDA it is replayed from a
+captured graph (:mod:`scembed.vae.step`).
 """
 
 import functools
@@ -18,22 +20,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
 
-from scembed.checks import check_counts
 from scembed.vae import checkpoint as ckpt
-from scembed.vae import fused
 from scembed.vae.device import resolve_device
-from scembed.vae.module import SIZE_FACTORS, VAE
+from scembed.vae.feeding import TrainingData
+from scembed.vae.inputs import checked_batch, checked_input
+from scembed.vae.module import VAE
 from scembed.vae.optim import flat_adam
 from scembed.vae.params import VAEParams
+from scembed.vae.step import TrainingSteps
 from scembed.vae.stopping import EarlyStopping
-
-COUNTS_FIX = (
-    "Pass the raw UMI/read counts (e.g. adata.layers['counts']), not normalised or log "
-    "data: every VAE likelihood models counts."
-)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -61,125 +58,6 @@ class TrainResult:
     stop_reason: str
     best_epoch: int
     batches: list[str] = field(default_factory=list)
-
-
-def size_factors(
-    row_sums: torch.Tensor, col_sums: torch.Tensor, total: float, idx: torch.Tensor, kind: str
-) -> torch.Tensor:
-    """Size factors of the cells ``idx``, broadcastable to (len(idx), genes).
-
-    "book": the book's dense matrix outer(row_sums, col_sums) rescaled to the mean of
-    the counts, i.e. row_sums[i] * col_sums[j] / total, one minibatch at a time.
-    "library": row_sums[i] / mean(row_sums), the usual library-size factor (len(idx) x 1).
-    "observed": row_sums[i], the cell's observed total count (scVI's library; pairs with
-    ``decoder_output: softmax``, whose rates are fractions of it).
-    ``row_sums`` and ``col_sums`` are over all cells and genes, ``total`` their sum.
-    """
-    if kind == "book":
-        return row_sums[idx, None] * (col_sums / total)[None, :]
-    if kind == "library":
-        return (row_sums[idx] * (row_sums.shape[0] / total))[:, None]
-    if kind == "observed":
-        return row_sums[idx, None]
-    raise ValueError(f"size_factor {kind!r} is not one of {SIZE_FACTORS}")
-
-
-class TrainingData:
-    """The counts of every cell, with what each minibatch needs: the per-cell count
-    constant of the loss and the row and column sums of the size factors.
-
-    Dense input: one float32 tensor on the device (on CPU it shares memory with a float32
-    input). Sparse input (the workflow's CSR counts): the counts stay CSR in host memory
-    and each minibatch is densified on its own and moved to the device (from pinned
-    memory, asynchronously, on CUDA), so that memory beyond the data is bounded by the
-    batch size. Both give the same minibatches, bit for bit.
-
-    ``batch``: each cell's batch code (int64), kept on the device beside the sums; None
-    when the model has no batch.
-    """
-
-    def __init__(
-        self,
-        counts,
-        device: torch.device,
-        size_factor: str,
-        chunk_size: int = 1024,
-        batch: np.ndarray | None = None,
-    ):
-        self.device = device
-        self.batch_codes = (
-            None if batch is None else torch.as_tensor(batch, dtype=torch.int64, device=device)
-        )
-        self.sparse = sp.issparse(counts)
-        if self.sparse:
-            self.csr = sp.csr_matrix(counts, dtype=np.float32)  # may share the indices
-            if not self.csr.has_sorted_indices:  # sort a copy, never the caller's matrix
-                self.csr = self.csr.copy()
-                self.csr.sort_indices()
-            self.x = None
-            self.log_factorial, row_sums, col_sums = self._sparse_sums(chunk_size)
-        else:
-            x = torch.from_numpy(np.ascontiguousarray(counts, dtype=np.float32))
-            self.x = x.to(device)
-            self.log_factorial = fused.log_factorial(self.x, chunk_size=chunk_size)
-            row_sums = np.asarray(counts.sum(axis=1, dtype=np.float64)).ravel()
-            col_sums = np.asarray(counts.sum(axis=0, dtype=np.float64)).ravel()
-        self.n_cells = counts.shape[0]
-        self.total = float(row_sums.sum())
-        self.row_sums = torch.as_tensor(row_sums, dtype=torch.float32, device=device)
-        self.col_sums = torch.as_tensor(col_sums, dtype=torch.float32, device=device)
-        self.size_factor = size_factor
-
-    def _sparse_sums(self, chunk_size: int):
-        """(count constant per cell, row sums, column sums) of the CSR counts, a chunk of
-        cells at a time through one dense buffer reused for every chunk: the values are
-        those of the dense path, bit for bit, and no allocation churn fragments the
-        heap (a fresh dense array per chunk grew the process by gigabytes at 10^6
-        cells). The sums are of integers, hence exact in float64 in any order."""
-        n_cells, n_genes = self.csr.shape
-        host = np.zeros((min(chunk_size, n_cells), n_genes), dtype=np.float32)
-        scratch = torch.empty(host.shape, dtype=torch.float32, device=self.device)
-        log_factorial = torch.empty(n_cells, dtype=torch.float32, device=self.device)
-        row_sums = np.empty(n_cells)
-        col_sums = np.zeros(n_genes)
-        for start, stop in _chunks(n_cells, chunk_size):
-            rows = self.csr[start:stop]
-            block = host[: stop - start]
-            block.fill(0)
-            rows.toarray(out=block)
-            x = torch.from_numpy(block).to(self.device)  # no copy on the CPU
-            values = torch.add(x, 1.0, out=scratch[: stop - start]).lgamma_()
-            torch.sum(values, -1, out=log_factorial[start:stop])
-            row_sums[start:stop] = np.asarray(rows.sum(axis=1, dtype=np.float64)).ravel()
-            col_sums += np.bincount(rows.indices, weights=rows.data, minlength=n_genes)
-        return log_factorial, row_sums, col_sums
-
-    def _dense_rows(self, rows: np.ndarray) -> torch.Tensor:
-        """The CSR rows ``rows`` as one dense float32 tensor on the device."""
-        dense = torch.from_numpy(self.csr[rows].toarray())
-        if self.device.type == "cuda":
-            return dense.pin_memory().to(self.device, non_blocking=True)
-        return dense.to(self.device)
-
-    def counts(self, idx: torch.Tensor) -> torch.Tensor:
-        """Dense counts of the cells ``idx`` (cells x genes, on the device)."""
-        if self.sparse:
-            return self._dense_rows(idx.cpu().numpy())
-        return self.x[idx]
-
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(counts, size factors, count constant) of the cells ``idx``."""
-        sf = size_factors(self.row_sums, self.col_sums, self.total, idx, self.size_factor)
-        return self.counts(idx), sf, self.log_factorial[idx]
-
-    def batch_index(self, idx: torch.Tensor) -> torch.Tensor | None:
-        """The batch codes of the cells ``idx``; None without a batch."""
-        return None if self.batch_codes is None else self.batch_codes[idx]
-
-
-def _chunks(n: int, size: int):
-    """(start, stop) of consecutive chunks of ``size`` over ``range(n)``."""
-    return [(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 def kl_weight(epoch: int, warmup_epochs: int) -> float:
@@ -229,17 +107,16 @@ def train_vae(
     Raises ValueError on bad input and NonFiniteLossError if the loss or the embedding
     becomes NaN or infinite.
     """
-    split, train_idx, val_idx = _checked_input(counts, split, params, checkpoint_every)
-    codes, names = _checked_batch(batch, batch_names, counts.shape[0], params.use_batch)
+    split, train_idx, val_idx = checked_input(counts, split, params, checkpoint_every)
+    codes, names = checked_batch(batch, batch_names, counts.shape[0], params.use_batch)
     device = resolve_device(params.device)
     log(f"device: {device}")
     if names:
         log(f"batch: {len(names)} batches {names}, a covariate of the encoder and the decoder")
     elif batch is not None:
         log("batch: not used (use_batch is false)")
-    data = TrainingData(counts, device, params.size_factor, batch=codes)
-    train_t = torch.as_tensor(train_idx, device=device)
-    val_t = torch.as_tensor(val_idx, device=device)
+    data = TrainingData(counts, device, params.size_factor, batch=codes, log=log)
+    train_order, val_order = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
 
     checkpointer = ckpt.Checkpointer(
         checkpoint, checkpoint_every, params, seed, data, split, log, batches=names
@@ -249,15 +126,16 @@ def train_vae(
     first_epoch = saved["epoch"] + 1 if saved else 1
     rows = [tuple(row) for row in saved["history"]] if saved else []
     stopping = EarlyStopping.resumed(params.patience, saved)
+    steps = TrainingSteps(model, optimizer, data, params.batch_size, log)
     for epoch in range(first_epoch, params.max_epochs + 1):
         if stopping.stopped_early:  # the checkpoint was written by the epoch that stopped
             break
         start_time = time.perf_counter()
-        order = train_t[torch.randperm(len(train_t), generator=shuffle).to(device)]
+        order = train_order[torch.randperm(len(train_order), generator=shuffle)]
         weight = kl_weight(epoch, params.kl_warmup_epochs)
-        train = _train_epoch(model, optimizer, data, order, params, weight)
+        train = _train_epoch(model, steps, data, order, params, weight)
         train_loss = _finite_loss(epoch, "training", *train, stopping.best_state)
-        validation = _evaluate(model, data, val_t, params.batch_size)
+        validation = _evaluate(model, data, val_order, params.batch_size)
         val_loss = _finite_loss(epoch, "validation", *validation, stopping.best_state)
         seconds = time.perf_counter() - start_time
         rows.append((epoch, train_loss, val_loss, seconds))
@@ -286,61 +164,6 @@ def train_vae(
     )
 
 
-def _checked_input(counts, split, params: VAEParams, checkpoint_every) -> tuple:
-    """(split as str, train indices, validation indices); ValueError (or DataError)
-    naming what is wrong with the counts, the split, the minibatch or checkpoint_every."""
-    if counts.ndim != 2:
-        raise ValueError(f"counts must be a 2-d cells x genes matrix, got shape {counts.shape}")
-    check_counts(counts, "VAE input", fix=COUNTS_FIX)
-    n_cells = counts.shape[0]
-    split = np.asarray(split).astype(str)
-    if split.shape != (n_cells,):
-        raise ValueError(f"split has shape {split.shape}, expected ({n_cells},), one per cell")
-    unknown = sorted(set(np.unique(split)) - {"train", "validation", "test"})
-    if unknown:
-        raise ValueError(f"split holds {unknown}; allowed: train, validation, test")
-    train_idx, val_idx = np.flatnonzero(split == "train"), np.flatnonzero(split == "validation")
-    batch_size = params.batch_size
-    if batch_size < 2:
-        raise ValueError(f"batch_size {batch_size}: BatchNorm needs at least 2 cells per batch")
-    if len(train_idx) < (batch_size if params.drop_last else 2):
-        raise ValueError(
-            f"{len(train_idx)} training cells but batch_size {batch_size} with "
-            f"drop_last={params.drop_last}: no full minibatch; lower batch_size "
-            f"(at most {len(train_idx)}) or use more cells"
-        )
-    if len(val_idx) == 0:
-        raise ValueError(
-            "no validation cells: early stopping needs some; give the split a validation fraction"
-        )
-    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int):
-        raise ValueError(f"checkpoint_every: {checkpoint_every!r} must be an integer >= 0")
-    if checkpoint_every < 0:
-        raise ValueError(f"checkpoint_every: {checkpoint_every} must be >= 0 (0: never)")
-    return split, train_idx, val_idx
-
-
-def _checked_batch(batch, batch_names, n_cells: int, use_batch: bool) -> tuple:
-    """(batch codes as int64, batch names) when the batch is used, else (None, []);
-    ValueError when the codes do not fit the cells or the names."""
-    if batch is None or not use_batch:
-        return None, []
-    codes = np.asarray(batch)
-    if codes.shape != (n_cells,):
-        raise ValueError(f"batch has shape {codes.shape}, expected ({n_cells},), one per cell")
-    if codes.dtype.kind not in "iu":
-        raise ValueError(
-            f"batch must hold integer codes (scembed.batches.batch_codes), not {codes.dtype}"
-        )
-    if n_cells and codes.min() < 0:
-        raise ValueError(f"batch holds the negative code {codes.min()}")
-    n_batch = int(codes.max()) + 1 if n_cells else 0
-    names = [str(i) for i in range(n_batch)] if batch_names is None else list(batch_names)
-    if len(names) < n_batch:
-        raise ValueError(f"batch holds the code {n_batch - 1} but {len(names)} batch_names")
-    return codes.astype(np.int64, copy=False), [str(name) for name in names]
-
-
 def _build(
     n_genes: int, params: VAEParams, seed: int, device: torch.device, batch_names: list[str]
 ):
@@ -365,51 +188,40 @@ def _build(
     return model, optimizer, shuffle
 
 
-def _train_epoch(model, optimizer, data: TrainingData, order, params: VAEParams, kl_scale=1.0):
-    """One pass over the shuffled training cells ``order``; (reconstruction, KL) per cell."""
+def _train_epoch(model, steps: TrainingSteps, data: TrainingData, order, params, kl_scale=1.0):
+    """One pass over the shuffled training cells ``order`` (on the CPU); (reconstruction,
+    KL) per cell."""
     model.train()
     batch_size = params.batch_size
     n_used = len(order) - len(order) % batch_size if params.drop_last else len(order)
-    reconst_sum = torch.zeros((), device=data.device)
-    kl_sum = torch.zeros((), device=data.device)
+    steps.start_epoch(kl_scale)
     n_seen = 0
-    for start in range(0, n_used, batch_size):
-        idx = order[start : start + batch_size]
-        if len(idx) < 2:  # BatchNorm needs two cells; only possible without drop_last
+    for batch in data.minibatches(order[:n_used], batch_size):
+        if len(batch.cells) < 2:  # BatchNorm needs two cells; only possible without drop_last
             continue
-        x, sf, log_factorial = data.batch(idx)
-        out = model.loss(
-            x,
-            sf,
-            kl_weight=kl_scale,
-            log_factorial=log_factorial,
-            batch_index=data.batch_index(idx),
-        )
-        optimizer.zero_grad(set_to_none=False)  # zeroes the flat gradient buffer in place
-        out.loss.backward()
-        optimizer.step()
-        reconst_sum += out.reconst_loss.detach().sum()
-        kl_sum += out.kl_divergence_z.detach().sum()
-        n_seen += len(idx)
-    reconst, kl = (torch.stack([reconst_sum, kl_sum]) / n_seen).tolist()
+        steps.run(batch)
+        n_seen += len(batch.cells)
+    reconst, kl = (steps.totals() / n_seen).tolist()
     return reconst, kl
 
 
-def _evaluate(model, data: TrainingData, idx, batch_size: int) -> tuple[float, float]:
-    """Validation (reconstruction, KL) per cell, in eval mode without autograd."""
+def _evaluate(model, data: TrainingData, order, batch_size: int) -> tuple[float, float]:
+    """Validation (reconstruction, KL) per cell of the cells ``order``, in eval mode
+    without autograd."""
     model.eval()
     reconst_sum = torch.zeros((), device=data.device)
     kl_sum = torch.zeros((), device=data.device)
     with torch.inference_mode():
-        for start in range(0, len(idx), batch_size):
-            cells = idx[start : start + batch_size]
-            x, sf, log_factorial = data.batch(cells)
+        for batch in data.minibatches(order, batch_size):
             out = model.loss(
-                x, sf, log_factorial=log_factorial, batch_index=data.batch_index(cells)
+                batch.counts(),
+                data.size_factors(batch.cells),
+                log_factorial=data.log_factorial[batch.cells],
+                batch_index=data.batch_index(batch.cells),
             )
             reconst_sum += out.reconst_loss.sum()
             kl_sum += out.kl_divergence_z.sum()
-    reconst, kl = (torch.stack([reconst_sum, kl_sum]) / len(idx)).tolist()
+    reconst, kl = (torch.stack([reconst_sum, kl_sum]) / len(order)).tolist()
     return reconst, kl
 
 
@@ -419,9 +231,9 @@ def _embed(model, data: TrainingData, batch_size: int) -> np.ndarray:
     model.eval()
     parts = []
     with torch.inference_mode():
-        for start, stop in _chunks(data.n_cells, batch_size):
-            idx = torch.arange(start, stop, device=data.device)
-            parts.append(model.inference(data.counts(idx), data.batch_index(idx))["qz_m"])
+        for batch in data.minibatches(torch.arange(data.n_cells), batch_size):
+            qz = model.inference(batch.counts(), data.batch_index(batch.cells))
+            parts.append(qz["qz_m"])
     return torch.cat(parts).cpu().numpy()
 
 
