@@ -19,16 +19,14 @@ from scembed.cluster import (
     EXACT_MAX_CELLS,
     IGRAPH_FROM_CELLS,
     SCANPY_IGRAPH,
-    LeidenGraph,
     SeededNNDescent,
     cluster_embedding,
     knn_transformer,
-    leiden,
-    leiden_matched,
     leiden_settings,
     neighbors_graph,
 )
 from scembed.embedding import EMBEDDING_KEY
+from scembed.leiden import LeidenGraph, leiden, leiden_matched
 from scembed.metrics import cluster_scores
 
 GRAPH = {

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from scembed import cluster  # noqa: E402  (enables the numba cache first)
 from scembed.embedding import EMBEDDING_KEY  # noqa: E402
+from scembed.leiden import leiden  # noqa: E402
 from scembed.metrics import cluster_scores  # noqa: E402
 from scembed.pca import pca_embedding  # noqa: E402
 from scembed.preprocess import preprocess  # noqa: E402
@@ -63,7 +64,7 @@ def measure(n_cells: int, seed: int = 0) -> list[dict]:
         start = time.perf_counter()
         cluster.neighbors_graph(adata, knn["n_neighbors"], seed, search)
         seconds = time.perf_counter() - start
-        clusters = cluster.leiden(
+        clusters = leiden(
             adata,
             1.0,
             seed,

@@ -50,7 +50,8 @@ def compare(path: Path, names: list[str]) -> dict:
     import anndata as ad
     from sklearn.metrics import adjusted_rand_score
 
-    from scembed.cluster import LeidenGraph, leiden, leiden_matched, neighbors_graph
+    from scembed.cluster import neighbors_graph
+    from scembed.leiden import LeidenGraph, leiden, leiden_matched
 
     params = cluster_params([])
     adata = ad.read_h5ad(path)

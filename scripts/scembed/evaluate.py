@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import anndata as ad
 
-from scembed.cluster import LeidenGraph, cluster_embedding, leiden_matched
+from scembed.cluster import cluster_embedding
 from scembed.embedding import EMBEDDING_KEY
+from scembed.leiden import LeidenGraph, leiden_matched
 from scembed.metrics import (
     cluster_scores,
     kmeans_clusters,
