@@ -13,11 +13,15 @@ REPORT ?= results/report.html
 
 .PHONY: venv run demo report test test-unit lint format bench bench-cluster bench-scale gpu-check dry-run test-slurm clean
 
-$(BIN)/snakemake: requirements.txt
+# torch first, as PyTorch advises: off this machine plain `torch==2.13.0` is the CUDA build
+# on Linux; TORCH_INDEX=https://download.pytorch.org/whl/cpu picks the CPU build.
+TORCH_INDEX ?=
+$(BIN)/snakemake: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 venv: $(BIN)/snakemake
@@ -44,14 +48,14 @@ test-unit: $(BIN)/snakemake ## the quick loop: every test that starts no Snakema
 
 lint: $(BIN)/snakemake
 	$(BIN)/snakemake --lint
-	$(BIN)/snakefmt --check Snakefile rules
-	$(BIN)/ruff check scripts tests tools
-	$(BIN)/ruff format --check scripts tests tools
+	$(BIN)/snakefmt --check workflow
+	$(BIN)/ruff check src workflow/scripts tests tools
+	$(BIN)/ruff format --check src workflow/scripts tests tools
 
 format: $(BIN)/snakemake
-	$(BIN)/snakefmt Snakefile rules
-	$(BIN)/ruff check --fix scripts tests tools
-	$(BIN)/ruff format scripts tests tools
+	$(BIN)/snakefmt workflow
+	$(BIN)/ruff check --fix src workflow/scripts tests tools
+	$(BIN)/ruff format src workflow/scripts tests tools
 
 bench: $(BIN)/snakemake ## book-style training loop vs ours; preset improved vs scVI (per epoch, to the end)
 	$(BIN)/python tools/bench_vae.py

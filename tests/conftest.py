@@ -17,6 +17,7 @@ import pytest
 import scipy.sparse as sp
 import yaml
 
+from scembed.schema import load_schema
 from scembed.sources import ZEISEL_FIELDS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,7 +30,14 @@ def snakemake(
     """Run this repository's Snakefile with ``workdir`` as working directory (in ``env``,
     by default this process's environment)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    cmd = [
+        *SNAKEMAKE,
+        "-s",
+        str(REPO / "workflow" / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
     return subprocess.run(
         cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir, env=env
     )
@@ -59,7 +67,7 @@ def _workflow_marker_is_honest(request, monkeypatch):
 def schema_defaults(section: str) -> dict:
     """The schema's defaults of a top-level section (``preprocess``, ``cluster``): the one
     home of the defaults, which the library's signatures do not restate."""
-    schema = yaml.safe_load((REPO / "config" / "schema" / "config.schema.yaml").read_text())
+    schema = load_schema()
     return {
         key: spec["default"] for key, spec in schema["properties"][section]["properties"].items()
     }
@@ -277,3 +285,15 @@ def short_params(**overrides):
 
 def quiet(_message):
     """A ``log`` that drops the training's progress lines."""
+
+
+def rule_script(name: str):
+    """The workflow's rule script workflow/scripts/<name>.py as a module (its ``main``
+    takes the ``snakemake`` object), loaded from its file: the scripts are not a package."""
+    import importlib.util
+
+    path = REPO / "workflow" / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"rule_script_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-import yaml
-from conftest import REPO
 
 from scembed.canonical import canonical, schema_number_keys
+from scembed.schema import load_schema
 
-SCHEMA = yaml.safe_load((REPO / "config" / "schema" / "config.schema.yaml").read_text())
+SCHEMA = load_schema()
 
 
 def test_keys_are_sorted_at_every_level():

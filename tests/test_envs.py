@@ -13,8 +13,8 @@ from conftest import REPO
 from scembed.versions import normalize
 from scembed.versions import read_pins as requirements
 
-RULES = sorted((REPO / "rules").glob("*.smk"))
-ENVS = sorted((REPO / "envs").glob("*.yaml"))
+RULES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
+ENVS = sorted((REPO / "workflow" / "envs").glob("*.yaml"))
 
 # conda-forge name -> PyPI name, where they differ
 PIP_NAMES = {
@@ -76,12 +76,16 @@ def test_every_rule_has_a_conda_env():
     assert not missing, f"rules without conda: {missing}"
     for rule, path in envs.items():
         # paths in rules/*.smk are relative to rules/
-        assert (REPO / "rules" / path).resolve().is_file(), f"{rule}: {path} does not exist"
-        assert (REPO / "rules" / path).resolve().parent == REPO / "envs", f"{rule}: {path}"
+        assert (REPO / "workflow" / "rules" / path).resolve().is_file(), (
+            f"{rule}: {path} does not exist"
+        )
+        assert (
+            REPO / "workflow" / "rules" / path
+        ).resolve().parent == REPO / "workflow" / "envs", f"{rule}: {path}"
 
 
 def test_every_env_file_is_used():
-    used = {(REPO / "rules" / p).resolve() for p in rule_envs().values() if p}
+    used = {(REPO / "workflow" / "rules" / p).resolve() for p in rule_envs().values() if p}
     assert ENVS and set(ENVS) <= used, sorted(set(ENVS) - used)
 
 
@@ -92,7 +96,7 @@ def test_env_pinned_to_requirements(env_file):
 
 def test_drift_is_caught(tmp_path):
     """A copy of an env file with one version changed no longer passes."""
-    source = REPO / "envs" / "scanpy.yaml"
+    source = REPO / "workflow" / "envs" / "scanpy.yaml"
     pins = requirements()
     assert env_problems(source, pins, PYTHON) == []
     text = source.read_text()

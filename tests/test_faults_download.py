@@ -430,8 +430,7 @@ def test_a_full_disk_stops_at_once_without_blaming_the_mirrors(dest, monkeypatch
 
 
 KILLED_DOWNLOAD = """
-import logging, sys
-sys.path.insert(0, {scripts!r})
+import logging
 from scembed.runtime import stop_on_signals
 from scembed.sources import download
 stop_on_signals(logging.getLogger("test"), "the download", "run it again")
@@ -448,13 +447,9 @@ def test_a_download_killed_mid_file_leaves_nothing_behind(tmp_path, signal_name)
     import subprocess
     import sys
 
-    from conftest import REPO
-
     dest = tmp_path / "download" / "expression.txt"
     with fault_server({"/slow": dribble}) as server:
-        script = KILLED_DOWNLOAD.format(
-            scripts=str(REPO / "scripts"), url=server.url("/slow"), dest=str(dest)
-        )
+        script = KILLED_DOWNLOAD.format(url=server.url("/slow"), dest=str(dest))
         process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
         deadline = time.monotonic() + 15
         while not list(dest.parent.glob(".*")):  # the temporary file of the transfer

@@ -58,7 +58,14 @@ def kill_at_a_random_epoch(workdir: Path, sig: signal.Signals, whole_group: bool
     to the training process (or Snakemake's whole process group); return that epoch."""
     (workdir / LOG).unlink(missing_ok=True)  # the last run's lines must not be read
     epoch = random.randint(3, 20)
-    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *ARGS]
+    cmd = [
+        *SNAKEMAKE,
+        "-s",
+        str(REPO / "workflow" / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *ARGS,
+    ]
     with subprocess.Popen(
         [*cmd, "--forcerun", "train_vae", TARGET],
         cwd=workdir,

@@ -101,7 +101,7 @@ def test_a_second_run_in_the_same_directory_is_refused(tmp_path):
     second run reach the lock check even while a job of the first is writing (without
     it, Snakemake refuses earlier, calling that job's output incomplete)."""
     configfile = write_config(tmp_path / "run.yaml", tiny_config(only=tiny(50)))
-    args = ["-s", str(REPO / "Snakefile"), "--directory", str(tmp_path)]
+    args = ["-s", str(REPO / "workflow" / "Snakefile"), "--directory", str(tmp_path)]
     args += ["--profile", str(REPO / "profiles" / "local"), "--configfile", str(configfile)]
     args += ["--cores", "1"]
     first = subprocess.Popen(

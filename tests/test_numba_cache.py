@@ -42,7 +42,7 @@ JOB = textwrap.dedent(
     """
     import json, sys
     import numpy as np
-    sys.path[:0] = [sys.argv[1], sys.argv[2]]
+    sys.path[:0] = [sys.argv[1]]
     from scembed import numba_cache
     folder = numba_cache.enable()  # before the kernels are declared, as scembed.cluster does
     import kernels
@@ -62,7 +62,7 @@ JOB = textwrap.dedent(
 def start_job(tmp_path, cache: str) -> subprocess.Popen:
     (tmp_path / "kernels.py").write_text(KERNELS)
     env = {**os.environ, numba_cache.ENV: cache}
-    command = [sys.executable, "-c", JOB, str(REPO / "scripts"), str(tmp_path)]
+    command = [sys.executable, "-c", JOB, str(tmp_path)]
     return subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import rule_script
 from sklearn.decomposition import PCA
 
 from scembed.pca import harmony_scores, pca_embedding
@@ -132,7 +133,6 @@ def test_embed_pca_script_runs_harmony_only_with_use_batch(tmp_path, monkeypatch
     """scripts/embed_pca.py: use_batch on a dataset with a batch_key gives Harmony's
     scores and says so in the embedding's info; use_batch false, or no batch_key, gives
     the PCA scores."""
-    import importlib
     import logging
     from types import SimpleNamespace
 
@@ -159,7 +159,7 @@ def test_embed_pca_script_runs_harmony_only_with_use_batch(tmp_path, monkeypatch
     with_key = tmp_path / "with.h5ad"
     adata.write_h5ad(with_key)
 
-    script = importlib.import_module("embed_pca")
+    script = rule_script("embed_pca")
     messages = []
     log = logging.getLogger("test_embed_pca_script")
     monkeypatch.setattr(log, "info", lambda msg, *args: messages.append(msg % args))

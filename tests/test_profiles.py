@@ -154,7 +154,7 @@ def test_slurm_profile_leaves_managed_options_to_the_plugin(slurm_profile):
 
 
 def rule_declares_gpu(rule: str) -> int | None:
-    for smk in sorted((REPO / "rules").glob("*.smk")):
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         block = re.search(rf"^rule {rule}:\n((?:[ \t]+.*\n|\n)+)", smk.read_text(), re.M)
         if block:
             gpu = re.search(r"^\s+gpu=(\d+)", block.group(1), re.M)

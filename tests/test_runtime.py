@@ -62,11 +62,8 @@ def test_a_job_stopped_by_sigterm_removes_its_half_written_file(tmp_path):
     import sys
     import time
 
-    from conftest import REPO
-
     script = f"""
 import sys, time
-sys.path.insert(0, {str(REPO / "scripts")!r})
 from scembed.runtime import atomic_path, setup_logging
 setup_logging({str(tmp_path / "job.log")!r})
 with atomic_path({str(tmp_path / "out.h5ad")!r}) as tmp:

@@ -10,6 +10,8 @@ from scembed.synthetic import simulate_counts
 
 pytest.importorskip("scvi", reason="scvi-tools is not installed (make venv installs it)")
 
+from conftest import rule_script
+
 from scembed.scvi_model import train_scvi  # noqa: E402
 
 TINY = {
@@ -83,7 +85,6 @@ def test_scvi_conditions_on_the_batch_only_with_use_batch(tiny):
 
 def test_train_scvi_script_passes_the_batch(tiny, tmp_path, monkeypatch):
     """scripts/train_scvi.py reads obs[uns["batch_key"]] and gives it to SCVI."""
-    import importlib
     import logging
     from types import SimpleNamespace
 
@@ -103,7 +104,7 @@ def test_train_scvi_script_passes_the_batch(tiny, tmp_path, monkeypatch):
     pre.layers["counts"] = pre.X.copy()
     pre.uns["label_key"], pre.uns["batch_key"] = "cell_type", "batch"
     pre.write_h5ad(tmp_path / "pre.h5ad")
-    script = importlib.import_module("train_scvi")
+    script = rule_script("train_scvi")
     messages = []
     log = logging.getLogger("test_train_scvi_script")
     monkeypatch.setattr(log, "info", lambda msg, *args: messages.append(msg % args))

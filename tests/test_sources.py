@@ -10,17 +10,17 @@ import hashlib
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import yaml
-from conftest import LEVEL1, LEVEL2, N_CELLS, N_GENES, REPO, labelled_h5ad, write_zeisel
+from conftest import LEVEL1, LEVEL2, N_CELLS, N_GENES, labelled_h5ad, write_zeisel
 
 from scembed.checks import DataError
+from scembed.schema import load_schema
 from scembed.sources import SOURCES, load_dataset
 
 # --------------------------------------------------------------------------- the registry
 
 
 def test_every_source_of_the_config_schema_has_a_loader():
-    schema = yaml.safe_load((REPO / "config" / "schema" / "config.schema.yaml").read_text())
+    schema = load_schema()
     assert set(schema["$defs"]["dataset"]["properties"]["source"]["enum"]) == set(SOURCES)
 
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from scembed.threads import blas_threads, compute_threads, pin_numba_threads
-
-REPO_SCRIPTS = str(Path(__file__).resolve().parents[1] / "scripts")
 
 
 def test_the_configured_count_wins_over_what_the_scheduler_gives():
@@ -25,7 +22,6 @@ def test_the_configured_count_wins_over_what_the_scheduler_gives():
 
 def numba_threads_after_pinning(n: int, env_threads: str) -> str:
     code = (
-        f"import sys; sys.path.insert(0, {REPO_SCRIPTS!r});"
         "from scembed.threads import pin_numba_threads;"
         f"pin_numba_threads({n});"
         "import numba; print(numba.config.NUMBA_NUM_THREADS, numba.get_num_threads())"

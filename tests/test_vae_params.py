@@ -5,6 +5,7 @@ import dataclasses
 
 import pytest
 
+from scembed.schema import load_schema
 from scembed.vae.params import BOOK, PRESETS, VAEParams, resolve_params
 
 # --- presets -----------------------------------------------------------------------------
@@ -99,13 +100,11 @@ def test_bad_lever_values_raise(params, match):
 
 def test_schema_enums_are_the_codes_choices():
     """The schema's allowed values are those the code accepts (defined once each)."""
-    import yaml
-    from conftest import REPO
 
     from scembed.cluster import KNN_SEARCHES
     from scembed.vae.params import CHOICES, PRESETS
 
-    schema = yaml.safe_load((REPO / "config/schema/config.schema.yaml").read_text())
+    schema = load_schema()
     vae = schema["$defs"]["vae"]["properties"]
     for key, allowed in CHOICES.items():
         assert vae[key]["enum"] == list(allowed), key

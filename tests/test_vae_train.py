@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
-from conftest import TRAIN_CELLS, TRAIN_GENES, quiet, short_params
+from conftest import TRAIN_CELLS, TRAIN_GENES, quiet, rule_script, short_params
 
 from scembed.preprocess import split_cells
 from scembed.vae import train as train_module
@@ -365,13 +365,12 @@ def preprocessed_file(path, counts, split, batch=None):
 def run_train_vae_script(monkeypatch, tmp_path, preprocessed, method, name):
     """Run scripts/train_vae.py's main on ``preprocessed``; (embedding AnnData, model
     state, log lines)."""
-    import importlib
     import logging
     from types import SimpleNamespace
 
     import anndata as ad
 
-    script = importlib.import_module("train_vae")
+    script = rule_script("train_vae")
     messages = []
     log = logging.getLogger(f"test_train_vae_script.{name}")
     monkeypatch.setattr(log, "info", lambda msg, *args: messages.append(msg % args))

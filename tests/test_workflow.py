@@ -718,7 +718,9 @@ def test_the_workflow_runs_as_a_module_of_another_workflow(tmp_path):
     """A host workflow in another folder uses this one as a Snakemake module (local path),
     as `snakedeploy deploy-workflow` sets it up: the library, schema and scripts are found
     from the workflow's own files, and the test config runs to its summary."""
-    (tmp_path / "Snakefile").write_text(HOST_SNAKEFILE.format(snakefile=REPO / "Snakefile"))
+    (tmp_path / "Snakefile").write_text(
+        HOST_SNAKEFILE.format(snakefile=REPO / "workflow" / "Snakefile")
+    )
     shutil.copy(REPO / "config" / "test.yaml", tmp_path / "config.yaml")
     command = [sys.executable, "-m", "snakemake", "--cores", "2"]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)

@@ -99,7 +99,7 @@ def test_a_missing_scvi_fails_before_any_job(tmp_path):
     blocked = (  # this Python cannot import scvi, as if it were not installed
         "import sys; sys.modules['scvi'] = None; from snakemake.cli import main; main()"
     )
-    args = ["-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "-n"]
+    args = ["-s", str(REPO / "workflow" / "Snakefile"), "--directory", str(tmp_path), "-n"]
     cmd = [sys.executable, "-c", blocked, *args, "--configfile", str(configfile)]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode != 0

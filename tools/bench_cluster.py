@@ -61,7 +61,6 @@ def blob_anndata(n_cells: int, dims: int, types: int):
     ``obs["label"]`` (named by ``uns["label_key"]``) and ``obs["split"]``."""
     import anndata as ad
 
-    sys.path.insert(0, str(ROOT / "scripts"))
     from scembed.embedding import EMBEDDING_KEY
 
     points, labels, split = blobs(n_cells, dims, types)
@@ -74,9 +73,10 @@ def blob_anndata(n_cells: int, dims: int, types: int):
 
 def schema_default(section: str) -> dict:
     """The schema's defaults of a top-level section: the one home of the defaults."""
-    import yaml
 
-    schema = yaml.safe_load((ROOT / "config/schema/config.schema.yaml").read_text())
+    from scembed.schema import load_schema
+
+    schema = load_schema()
     keys = schema["properties"][section]["properties"]
     return {key: spec["default"] for key, spec in keys.items()}
 
@@ -102,7 +102,6 @@ def job(
     """The clustering job's work in this fresh process, on blobs or on ``embedding``
     (a path, or "" for blobs); prints its stages as JSON."""
     start = time.perf_counter()
-    sys.path.insert(0, str(ROOT / "scripts"))
     from scembed.threads import compute_threads, pin_numba_threads
 
     # as the workflow's job: numba's threads fixed before anything imports numba
@@ -147,7 +146,6 @@ def job(
 def job_threads(n_cells: int) -> int:
     """The threads the workflow gives a clustering job of ``n_cells`` cells, at most this
     machine's cores."""
-    sys.path.insert(0, str(ROOT / "scripts"))
     from scembed.resources import cluster_threads_of_cells
 
     return min(cluster_threads_of_cells(n_cells), os.cpu_count() or 1)
@@ -218,7 +216,6 @@ def main() -> int:
     if args.embedding:
         if not Path(args.embedding).is_file():
             raise SystemExit(f"--embedding {args.embedding}: no such file")
-        sys.path.insert(0, str(ROOT / "scripts"))
         from scembed.resources import n_obs
 
         args.cells = [n_obs(args.embedding)]

@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
 
 from scembed import cluster  # noqa: E402  (enables the numba cache first)
 from scembed.embedding import EMBEDDING_KEY  # noqa: E402
@@ -36,9 +35,10 @@ from scembed.synthetic import simulate_droplet_counts  # noqa: E402
 
 
 def schema_defaults(section: str) -> dict:
-    import yaml
 
-    schema = yaml.safe_load((ROOT / "config/schema/config.schema.yaml").read_text())
+    from scembed.schema import load_schema
+
+    schema = load_schema()
     top = schema["properties"][section]  # its own defaults win over the shared $defs
     shared = schema["$defs"][top["$ref"].split("/")[-1]]["properties"]
     defaults = {key: value["default"] for key, value in shared.items() if "default" in value}

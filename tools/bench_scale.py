@@ -33,7 +33,6 @@ import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
 
 from scembed.runtime import read_h5ad_parts  # noqa: E402
 

@@ -15,7 +15,6 @@ per second. Then the ratios scvi / improved. Writes results/bench/vae_vs_scvi.ts
 """
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -23,10 +22,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
 
 from scembed.preprocess import preprocess  # noqa: E402
 from scembed.scvi_model import train_scvi  # noqa: E402
@@ -36,7 +33,9 @@ from scembed.vae.train import train_vae  # noqa: E402
 
 
 def schema_defaults(definition: str) -> dict:
-    schema = yaml.safe_load((ROOT / "config/schema/config.schema.yaml").read_text())
+    from scembed.schema import load_schema
+
+    schema = load_schema()
     if definition == "preprocess":
         properties = schema["properties"]["preprocess"]["properties"]
     else:

@@ -25,11 +25,9 @@ import argparse
 import contextlib
 import ctypes
 import multiprocessing
-import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import psutil
@@ -38,8 +36,6 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 from torch.utils.data import DataLoader, Dataset
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from scembed.preprocess import split_cells  # noqa: E402
 from scembed.synthetic import simulate_counts  # noqa: E402

@@ -55,7 +55,7 @@ def plan(config: str, profile: str, *extra: str, timeout: int = 300) -> dict[str
             "-m",
             "snakemake",
             "-s",
-            str(REPO / "Snakefile"),
+            str(REPO / "workflow" / "Snakefile"),
             "--directory",
             str(workdir),
             "-n",

@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile")]
 SLURM_TIMEOUT = 600  # seconds, per snakemake run (the test's budget is 8 minutes in all)
 LOCAL_TIMEOUT = 600
 
@@ -116,7 +116,10 @@ def job_counts(output: str) -> dict[str, int]:
 def local_rules() -> set[str]:
     """Rules Snakemake runs on the submitting host: `localrules:` and the target `all`."""
     names = {"all"}
-    for smk in [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]:
+    for smk in [
+        REPO / "workflow" / "Snakefile",
+        *sorted((REPO / "workflow" / "rules").glob("*.smk")),
+    ]:
         for block in re.findall(r"^localrules:\s*\n((?:[ \t]+\S.*\n)+)", smk.read_text(), re.M):
             names |= {name for name in re.split(r"[\s,]+", block) if name}
     return names

@@ -32,19 +32,21 @@ def use_only_the_given_configfiles():
         )
 
 
-# The workflow's own folder (not the host's when it is used as a Snakemake module): its
-# library, schema and git commit are found from here.
+# The workflow's own folder (workflow/, not the host's when it is used as a Snakemake
+# module): its git commit and pins are found from here.
 WORKFLOW_DIR = os.path.dirname(os.path.abspath(str(workflow.current_basedir)))
-if not os.path.isdir(os.path.join(WORKFLOW_DIR, "scripts", "scembed")):
-    raise WorkflowError(
-        f"the scembed workflow must be on a local path to run (its library is not found "
-        f"under {WORKFLOW_DIR}); clone it (git clone, or snakedeploy deploy-workflow "
-        "followed by a clone) and give `module ...: snakefile:` the local Snakefile."
-    )
 if workflow.modifier.is_main_snakefile():  # as a module, the host passes its config
     use_only_the_given_configfiles()
-sys.path.insert(0, os.path.join(WORKFLOW_DIR, "scripts"))
+try:
+    import scembed
+except ImportError:
+    raise WorkflowError(
+        "the scembed library is not installed in this Python environment; install it "
+        "from the workflow's clone with `pip install -e <clone>` (make venv does), or "
+        "`pip install <clone>` where the workflow is used as a module."
+    ) from None
 from scembed.canonical import canonical, schema_number_keys  # noqa: E402
+from scembed.schema import SCHEMA_PATH, load_schema  # noqa: E402
 from scembed.config_checks import (  # noqa: E402
     known_cell_count,
     repeated_seeds,
@@ -55,15 +57,15 @@ from scembed.config_checks import (  # noqa: E402
 
 if repeated_seeds(config.get("seeds")):  # clearer than the schema's uniqueItems dump
     raise WorkflowError(repeated_seeds(config["seeds"]))
-validate(config, schema="../config/schema/config.schema.yaml")
-with open(
-    os.path.join(WORKFLOW_DIR, "config", "schema", "config.schema.yaml")
-) as schema:
-    NUMBER_KEYS = schema_number_keys(yaml.safe_load(schema))
+validate(config, schema=str(SCHEMA_PATH))  # the package's: the one home of defaults
+NUMBER_KEYS = schema_number_keys(load_schema())
 
 from scembed.versions import version_mismatches  # noqa: E402
 
-for message in version_mismatches():
+# the pins of the clone the workflow runs from (none where it is a module from elsewhere)
+for message in version_mismatches(
+    requirements=os.path.join(os.path.dirname(WORKFLOW_DIR), "requirements.txt")
+):
     logger.warning(f"Warning: {message}")
 
 
