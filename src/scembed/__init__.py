@@ -1,10 +1,40 @@
-"""scembed: the single-cell embedding benchmark library behind the Snakemake workflow.
+"""scembed: single-cell embeddings and their fair evaluation, as a scanpy-style library
+and the library behind the Snakemake workflow.
 
-Data: ``sources`` (counts and labels from each source), ``synthetic``, ``preprocess``.
-Embeddings: ``pca``, and the VAE stack ``distributions`` (and its fused training form
-``fused``) -> ``nn`` -> ``module`` -> ``train``; ``embedding`` (the shared embedding
-file). Evaluation: ``cluster``, ``metrics``, ``evaluate``, ``compare``, ``plots``,
-``provenance``. Plumbing: ``runtime``.
-Library functions take arrays, AnnData objects and plain parameters, never the
-``snakemake`` object.
+The API (docs/api.md), one code path with the workflow's jobs: ``scembed.pp`` (the
+book's preprocessing), ``scembed.tl`` (the PCA baseline, the VAE, the scores of an
+embedding, the paired comparison over seeds) and ``scembed.datasets`` (cached loaders).
+They are imported on first use, so ``import scembed`` stays light (no torch, no scanpy):
+the workflow imports ``scembed.*`` while it plans.
+
+The modules under them: data ``sources`` (counts and labels from each source),
+``synthetic``, ``preprocess``; embeddings ``pca``, and the VAE stack ``vae``
+(``distributions`` -> ``nn`` -> ``module`` -> ``train``), ``embedding`` (the shared
+embedding file); evaluation ``cluster``, ``metrics``, ``evaluate``, ``integration``,
+``compare``, ``plots``, ``provenance``; plumbing ``runtime``, ``threads``, ``schema``
+(the config schema, the one home of every default). Library functions take arrays,
+AnnData objects and plain parameters, never the ``snakemake`` object.
 """
+
+import importlib as _importlib
+
+_SUBMODULES = ("pp", "tl", "datasets")
+
+__all__ = ["__version__", *_SUBMODULES]
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        module = _importlib.import_module(f"{__name__}.{name}")
+        globals()[name] = module  # later lookups do not come back here
+        return module
+    if name == "__version__":
+        from importlib.metadata import version
+
+        globals()[name] = value = version("scembed")
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
