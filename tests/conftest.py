@@ -21,6 +21,15 @@ from scembed.schema import load_schema
 from scembed.sources import ZEISEL_FIELDS
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    """As the clustering job does, before a test module imports pynndescent or umap: the
+    test processes load their kernels from the numba cache instead of compiling them in
+    each worker."""
+    from scembed import numba_cache
+
+    numba_cache.enable()
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 

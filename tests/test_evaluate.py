@@ -12,7 +12,8 @@ from sklearn import metrics as skm
 
 from scembed.checks import normalise_labels
 from scembed.embedding import EMBEDDING_KEY
-from scembed.evaluate import evaluate_embedding
+from scembed.evaluate import evaluate, evaluate_embedding
+from scembed.leiden import LeidenGraph
 
 
 def partly_labelled(n: int = 300, n_missing: int = 30, seed: int = 0) -> ad.AnnData:
@@ -76,3 +77,32 @@ def test_the_same_scores_as_the_labelled_cells_alone_when_clustered_alike():
     scores = evaluate_embedding(half, seed=0, **CLUSTER)
     assert scores["n_labels"] == 3 and scores["n_scored"] == 150
     assert scores["kmeans_ari"] > 0.8  # blobs: the labelled half is still well recovered
+
+
+def test_the_job_converts_its_graph_once_and_returns_its_notes(monkeypatch):
+    """The Leiden run and the bisection share one igraph graph; the settings it ran and
+    why the UMAP or the bisection stopped short come back to the caller (for the log),
+    not through the AnnData, and the scores are evaluate_embedding's."""
+    built = []
+    original = LeidenGraph.__init__
+    monkeypatch.setattr(
+        LeidenGraph, "__init__", lambda self, *a, **k: built.append(1) or original(self, *a, **k)
+    )
+    short = {**CLUSTER, "umap_max_cells": 100, "bisection_max_seconds": 1e-9}
+    evaluation = evaluate(partly_labelled(), seed=0, **short)
+    assert len(built) == 1
+    assert evaluation.leiden_settings == {  # leiden_flavor auto on few cells: leidenalg
+        "flavor": "leidenalg",
+        "n_iterations": CLUSTER["leiden_n_iterations"],
+        "directed": CLUSTER["leiden_directed"],
+    }
+    assert "seeded sample of 100 of 300 cells" in evaluation.umap_note
+    assert evaluation.scores["n_clusters"] != 3  # Leiden at 1.0 does not match: time out
+    assert evaluation.bisection_note == (
+        "matched-k bisection stopped after 1 Leiden runs (bisection_max_seconds: 1e-09)"
+    )
+    adata = partly_labelled()
+    assert evaluate_embedding(adata, seed=0, **short) == evaluation.scores
+    assert not {"leiden_settings", "umap_note", "bisection_note"} & set(adata.uns)
+    whole = evaluate(partly_labelled(), seed=0, **CLUSTER)
+    assert whole.umap_note is None and whole.bisection_note is None

@@ -1,67 +1,25 @@
-"""scembed.incomplete: the report of a failed run, read from the files the run left."""
+"""scembed.incomplete: the report of a failed run, read from the files the run left
+(which step failed and why: test_diagnosis.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pandas as pd
+from test_diagnosis import TRACEBACK, run_steps, touch
 
+from scembed.diagnosis import MISSING_COLUMNS, NOT_STARTED
 from scembed.incomplete import (
     EFFECTS_PARTIAL,
     MISSING,
-    MISSING_COLUMNS,
-    NOT_STARTED,
     PARTIAL,
     REPORT,
     Step,
-    last_error_line,
     remove_report,
     write_report,
 )
 from scembed.summary import metrics_table
-
-TRACEBACK = """2026-01-01 10:00:00 INFO reading
-Traceback (most recent call last):
-  File "preprocess.py", line 26, in <module>
-    raise DataError(
-scembed.checks.DataError: n_top_genes is 100 but the dataset has only 60 genes.
-
-"""
-
-
-def test_last_error_line(tmp_path):
-    log = tmp_path / "job.log"
-    log.write_text(TRACEBACK)
-    assert last_error_line(log) == (
-        "scembed.checks.DataError: n_top_genes is 100 but the dataset has only 60 genes."
-    )
-    log.write_text("INFO started\nKilled\n\n")  # no exception line: the last line
-    assert last_error_line(log) == "Killed"
-    log.write_text("")
-    assert last_error_line(log) == ""
-    assert last_error_line(tmp_path / "absent.log") == ""
-
-
-def run_steps(root, dataset, method, seed):
-    """A run's steps as the workflow lists them (paths under ``root``)."""
-    run = f"{dataset}/{method}/seed{seed}"
-    return [
-        Step("import_dataset", f"{root}/{dataset}/raw.h5ad", f"{root}/logs/import/{dataset}.log"),
-        Step("preprocess", f"{root}/{dataset}/pre.h5ad", f"{root}/logs/preprocess/{dataset}.log"),
-        Step("embed_pca", f"{root}/{run}/embedding.h5ad", f"{root}/logs/embed/{run}.log"),
-        Step("cluster", f"{root}/{run}/metrics.json", f"{root}/logs/cluster/{run}.log"),
-    ]
-
-
-def touch(path, text="x", mtime=None):
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as handle:
-        handle.write(text)
-    if mtime is not None:
-        os.utime(path, (mtime, mtime))
 
 
 def metrics(dataset, method, seed, ari):

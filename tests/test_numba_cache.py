@@ -44,7 +44,7 @@ JOB = textwrap.dedent(
     import numpy as np
     sys.path[:0] = [sys.argv[1]]
     from scembed import numba_cache
-    folder = numba_cache.enable()  # before the kernels are declared, as scembed.cluster does
+    folder = numba_cache.enable()  # before the kernels are declared, as the jobs do
     import kernels
     x = np.random.default_rng(0).normal(size=(500, 7))
     values = [kernels.sum_of_squares(x.ravel()), kernels.row_norms(x).tolist()]
@@ -105,16 +105,52 @@ def test_off_or_an_unwritable_folder_leaves_numba_as_it_is(tmp_path, monkeypatch
     assert off["folder"] == "None" and off["hits"] == 0
 
 
-def test_the_default_folder_is_the_workflows_own(monkeypatch):
+def test_the_default_folder_is_the_users_cache_outside_the_repository(tmp_path, monkeypatch):
     monkeypatch.delenv(numba_cache.ENV, raising=False)
-    assert numba_cache.cache_dir() == REPO / ".cache" / "numba"
-    assert numba_cache.DEFAULT_DIR.is_relative_to(numba_cache.WORKFLOW_DIR)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    default = numba_cache.cache_dir()
+    assert default == numba_cache.default_dir() and default.is_dir()
+    assert not default.resolve().is_relative_to(REPO)
+    if sys.platform.startswith("linux"):
+        assert default == tmp_path / "xdg" / "scembed" / "numba"
+    monkeypatch.setenv(numba_cache.ENV, str(tmp_path / "mine"))  # the variable wins
+    assert numba_cache.cache_dir() == tmp_path / "mine"
+
+
+IMPORTS = textwrap.dedent(
+    """
+    import os, sys
+    import numba
+    import sklearn  # sets KMP_* variables of its own on import: not scembed's doing
+    njit, jit, folder, env = numba.njit, numba.jit, numba.config.CACHE_DIR, dict(os.environ)
+    import scembed.cluster, scembed.evaluate, scembed.integration, scembed.leiden, scembed.lisi
+    assert "pynndescent" in sys.modules  # its numba kernels were declared
+    changed = sorted(k for k in {*env, *os.environ} if env.get(k) != os.environ.get(k))
+    assert numba.njit is njit and numba.jit is jit, "numba's decorators were replaced"
+    assert numba.config.CACHE_DIR == folder, "numba's cache folder was changed"
+    assert not changed, f"os.environ changed: {changed}"
+    """
+)
+
+
+def test_importing_scembed_changes_neither_numba_nor_the_environment():
+    """Only numba_cache.enable(), which the jobs call, caches numba's kernels: importing
+    the clustering, scores or Leiden modules leaves numba and os.environ as they were."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    done = subprocess.run([sys.executable, "-c", IMPORTS], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 @pytest.mark.parametrize("decorator", ["njit", "jit"])
-def test_enable_makes_cache_the_default_once(decorator):
-    numba_cache.enable()  # the clustering module called it already: a second call is a no-op
+def test_enable_makes_cache_the_default_once(decorator, tmp_path, monkeypatch):
+    monkeypatch.setenv(numba_cache.ENV, str(tmp_path))
+    for name in ("njit", "jit"):  # put numba back as it was after the test
+        monkeypatch.setattr(numba, name, getattr(numba, name))
+    monkeypatch.setattr(numba.config, "CACHE_DIR", numba.config.CACHE_DIR)
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    assert numba_cache.enable() == tmp_path
+    assert os.environ["NUMBA_CACHE_DIR"] == numba.config.CACHE_DIR == str(tmp_path)
     wrapped = getattr(numba, decorator)
     assert wrapped.scembed_cached
-    numba_cache.enable()
+    numba_cache.enable()  # a second call is a no-op
     assert getattr(numba, decorator) is wrapped

@@ -107,6 +107,9 @@ def job(
     # as the workflow's job: numba's threads fixed before anything imports numba
     computing = compute_threads(schema_default("compute_threads")["cluster"], threads)
     pin_numba_threads(computing)
+    from scembed import numba_cache
+
+    numba_cache.enable()  # as the job: the kernels in the folder of SCEMBED_NUMBA_CACHE
     import anndata as ad
 
     from scembed.evaluate import evaluate_embedding

@@ -25,7 +25,10 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from scembed import cluster  # noqa: E402  (enables the numba cache first)
+from scembed import numba_cache  # noqa: E402
+
+numba_cache.enable()  # before pynndescent and umap declare their kernels
+from scembed import cluster  # noqa: E402
 from scembed.embedding import EMBEDDING_KEY  # noqa: E402
 from scembed.leiden import leiden  # noqa: E402
 from scembed.metrics import cluster_scores  # noqa: E402

@@ -32,6 +32,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 from bench_cluster import cluster_params  # noqa: E402
 
+from scembed import numba_cache  # noqa: E402
+
 SETTINGS = {  # name: (flavor, n_iterations, directed, the bisection's warm start)
     "leidenalg": ("leidenalg", -1, True, False),  # the book's: the reference
     "leidenalg_2it": ("leidenalg", 2, True, False),
@@ -50,7 +52,7 @@ def compare(path: Path, names: list[str]) -> dict:
     from sklearn.metrics import adjusted_rand_score
 
     from scembed.cluster import neighbors_graph
-    from scembed.leiden import LeidenGraph, leiden, leiden_matched
+    from scembed.leiden import LeidenGraph, leiden_matched
 
     params = cluster_params([])
     adata = ad.read_h5ad(path)
@@ -64,7 +66,8 @@ def compare(path: Path, names: list[str]) -> dict:
         flavor, n_iterations, directed, warm = SETTINGS[name]
         kwargs = {"flavor": flavor, "n_iterations": n_iterations, "directed": directed}
         start = time.perf_counter()
-        clusters = leiden(adata, params["resolution"], seed, **kwargs)
+        graph = LeidenGraph.of(adata, seed, **kwargs)  # both runs' graph, as in the job
+        clusters = pd.Series(graph.clusters(params["resolution"]), index=adata.obs_names)
         middle = time.perf_counter()
         matched = leiden_matched(
             adata,
@@ -73,10 +76,10 @@ def compare(path: Path, names: list[str]) -> dict:
             params["bisection_max_steps"],
             known={float(params["resolution"]): clusters},
             warm_start=warm,
-            **kwargs,
+            graph=graph,
         )
         end = time.perf_counter()
-        LeidenGraph.release()
+        del graph
         row |= {
             f"{name}_leiden_s": round(middle - start, 2),
             f"{name}_bisection_s": round(end - middle, 2),
@@ -207,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         help="write --doc from the --out table of an earlier run instead of clustering",
     )
     args = parser.parse_args(argv)
+    numba_cache.enable()  # before the clustering's imports declare numba kernels
     names = [REFERENCE] + [n for n in args.settings.split(",") if n and n != REFERENCE]
     unknown = sorted(set(names) - set(SETTINGS))
     if unknown:

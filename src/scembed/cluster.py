@@ -4,22 +4,17 @@ Leiden runs and the matched-k bisection: :mod:`scembed.leiden`)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import anndata as ad
 import numpy as np
+import scanpy as sc
 import scipy.sparse as sp
+from pynndescent import PyNNDescentTransformer
 
-from scembed import numba_cache
-
-# before pynndescent and umap declare their numba kernels: compiled once per machine
-numba_cache.enable()
-
-import scanpy as sc  # noqa: E402
-from pynndescent import PyNNDescentTransformer  # noqa: E402
-
-from scembed.embedding import EMBEDDING_KEY, check_embedding  # noqa: E402
-from scembed.leiden import leiden  # noqa: E402
-from scembed.runtime import timed  # noqa: E402
+from scembed.embedding import EMBEDDING_KEY, check_embedding
+from scembed.leiden import LeidenGraph
+from scembed.runtime import timed
 
 log = logging.getLogger("scembed")
 
@@ -177,6 +172,19 @@ def umap_of_sample(
     )
 
 
+@dataclass
+class Clustering:
+    """What :func:`cluster_embedding` ran, for the caller."""
+
+    leiden_settings: dict
+    """The Leiden ``flavor``, ``n_iterations`` and ``directed`` it ran (:func:`leiden_settings`)."""
+    graph: LeidenGraph
+    """The kNN graph as igraph, for more Leiden runs on it (the matched-k bisection);
+    about 1 GB at 10^6 cells: drop it when they are done."""
+    umap_note: str | None = None
+    """Why the UMAP left cells out (:func:`umap_of_sample`); None when it drew them all."""
+
+
 def cluster_embedding(
     adata: ad.AnnData,
     seed: int,
@@ -190,24 +198,21 @@ def cluster_embedding(
     umap_min_dist: float,
     umap_max_cells: int,
     umap_n_epochs: int,
-) -> ad.AnnData:
-    """Graph, Leiden (``obs["leiden"]``) and UMAP (``obsm["X_umap"]``) on ``obsm["X_emb"]``.
+) -> Clustering:
+    """Graph, Leiden (``obs["leiden"]``) and UMAP (``obsm["X_umap"]``) on ``obsm["X_emb"]``,
+    in place; returns the Leiden settings it ran, its graph and the UMAP's note.
 
-    The parameters are the config's ``cluster`` keys (defaults in the schema). The Leiden
-    settings the job ran (:func:`leiden_settings`) are in ``uns["leiden_settings"]``.
-    When the UMAP leaves cells out, ``uns["umap_note"]`` says why (:func:`umap_of_sample`)."""
+    The parameters are the config's ``cluster`` keys (defaults in the schema)."""
     check_embedding(adata.obsm[EMBEDDING_KEY], "cluster")
     settings = leiden_settings(adata.n_obs, leiden_flavor, leiden_n_iterations, leiden_directed)
     with timed(f"kNN graph of {adata.n_obs} cells"):
         neighbors_graph(adata, n_neighbors, seed, knn_search)
     log.info("Leiden: %s (leiden_flavor: %s)", describe_leiden(settings), leiden_flavor)
     with timed(f"Leiden at resolution {resolution:g}"):
-        leiden(adata, resolution, seed, **settings)
-    adata.uns["leiden_settings"] = settings
+        graph = LeidenGraph.of(adata, seed, **settings)
+        adata.obs["leiden"] = graph.clusters(resolution)
     with timed("UMAP"):
         note = umap_of_sample(
             adata, seed, umap_min_dist, umap_max_cells, n_neighbors, knn_search, umap_n_epochs
         )
-    if note:
-        adata.uns["umap_note"] = note
-    return adata
+    return Clustering(settings, graph, note)

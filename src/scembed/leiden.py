@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
 
 import anndata as ad
 import numpy as np
@@ -47,30 +46,14 @@ class LeidenGraph:
         self.graph.es["weight"] = weights
         self.weights = weights.astype(np.float64)  # what scanpy hands leidenalg
 
-    _last: tuple | None = None  # (weak reference to the adjacency, arguments, graph)
-
     @classmethod
     def of(cls, adata: ad.AnnData, seed: int, **leiden_kwargs) -> LeidenGraph:
-        """The graph of ``obsp["connectivities"]`` (see :func:`neighbors_graph`).
+        """The graph of ``obsp["connectivities"]`` (see :func:`scembed.cluster.neighbors_graph`).
 
-        The job's Leiden run and its matched-k bisection ask for the same graph: the
-        last one built is kept (until :meth:`release`) and given again while it is the
-        same matrix object with the same arguments (a conversion takes about 40 s at
-        10^6 cells)."""
-        adjacency = adata.obsp["connectivities"]
-        arguments = (seed, sorted(leiden_kwargs.items()))
-        if cls._last is not None:
-            matrix, last_arguments, graph = cls._last
-            if matrix() is adjacency and last_arguments == arguments:
-                return graph
-        graph = cls(adjacency, seed, **leiden_kwargs)
-        cls._last = (weakref.ref(adjacency), arguments, graph)
-        return graph
-
-    @classmethod
-    def release(cls) -> None:
-        """Forget the graph :meth:`of` keeps (its memory: about 1 GB at 10^6 cells)."""
-        cls._last = None
+        Converting takes about 40 s at 10^6 cells and the graph holds about 1 GB: the
+        caller keeps it for every Leiden run on that graph (the job's run and its
+        matched-k bisection, :func:`leiden_matched`'s ``graph``) and drops it after."""
+        return cls(adata.obsp["connectivities"], seed, **leiden_kwargs)
 
     def clusters(self, resolution: float, start=None) -> pd.Categorical:
         """Leiden's clusters at ``resolution``, named "0", "1", ... as scanpy names them.
@@ -116,7 +99,8 @@ def leiden(
     directed: bool = True,
     key_added: str = "leiden",
 ) -> pd.Series:
-    """Leiden clusters with the backend, iterations and directedness pinned explicitly."""
+    """Leiden clusters with the backend, iterations and directedness pinned explicitly
+    (on a graph converted for this run alone: :class:`LeidenGraph` for several runs)."""
     graph = LeidenGraph.of(adata, seed, flavor=flavor, n_iterations=n_iterations, directed=directed)
     adata.obs[key_added] = graph.clusters(resolution)
     return adata.obs[key_added]
@@ -137,6 +121,7 @@ def leiden_matched(
     max_seconds: float = 0.0,
     known: dict[float, pd.Series] | None = None,
     warm_start: bool = True,
+    graph: LeidenGraph | None = None,
     **leiden_kwargs,
 ) -> dict:
     """Leiden at the resolution, found by bisection, that gives ``n_target`` clusters.
@@ -148,14 +133,15 @@ def leiden_matched(
     stops once its interval is narrower than :data:`BISECTION_WIDTH` of the resolution:
     the count jumps past ``n_target`` there (Leiden's count is not monotone in the
     resolution), and further runs in that sliver would only spend time. Every run uses one
-    :class:`LeidenGraph`, converted once. ``known`` maps a resolution to Leiden's
-    clusters there on this graph with these arguments (the job's own Leiden run): the
-    bisection takes them instead of running Leiden again, and counts the step as run, so
-    its path and result are the same. With ``warm_start``, a run below a resolution
-    already run starts from the clusters of the nearest one above it (a finer
-    partition, which Leiden merges) instead of one cluster per cell: about half the time
-    of a cold run, with the same clusters on the data measured (docs/leiden.md). Runs
-    above every resolution run so far start cold (a coarse start keeps Leiden from
+    :class:`LeidenGraph`: ``graph`` (the caller's, converted with ``seed`` for an earlier
+    run on this graph), else one converted here with ``leiden_kwargs``. ``known`` maps a
+    resolution to Leiden's clusters there on this graph with these arguments (the job's
+    own Leiden run): the bisection takes them instead of running Leiden again, and counts
+    the step as run, so its path and result are the same. With ``warm_start``, a run
+    below a resolution already run starts from the clusters of the nearest one above it
+    (a finer partition, which Leiden merges) instead of one cluster per cell: about half
+    the time of a cold run, with the same clusters on the data measured (docs/leiden.md).
+    Runs above every resolution run so far start cold (a coarse start keeps Leiden from
     splitting).
     Returns ``resolution``, ``n_clusters``, ``exact``, ``steps``, ``timed_out`` and
     ``clusters``.
@@ -163,7 +149,12 @@ def leiden_matched(
     steps = 0
     best = None
     deadline = time.monotonic() + max_seconds if max_seconds > 0 else float("inf")
-    graph = LeidenGraph.of(adata, seed, **leiden_kwargs)
+    if graph is None:
+        graph = LeidenGraph.of(adata, seed, **leiden_kwargs)
+    elif leiden_kwargs:
+        raise ValueError(f"Leiden's settings {sorted(leiden_kwargs)} with a graph: give one")
+    elif graph.seed != seed:
+        raise ValueError(f"a graph converted with seed {graph.seed} for seed {seed}")
     finer: dict[float, pd.Series] = {}  # resolution -> its clusters, for warm starts
 
     def more() -> bool:

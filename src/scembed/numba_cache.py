@@ -5,7 +5,16 @@ compile their numba kernels in every new process: a clustering job on 700 cells 
 about 6 of its 9 s compiling. numba keeps compiled code on disk only for functions
 declared with ``cache=True``, which most of these are not. :func:`enable` makes
 ``cache=True`` the default of ``numba.njit`` / ``numba.jit`` for every function declared
-after it, and points numba's cache at a folder the workflow owns.
+after it, and points numba's cache at :func:`cache_dir`.
+
+Nothing happens on import: the scripts that build kNN graphs or UMAPs (the workflow's
+``cluster`` and ``integration`` jobs, the clustering tools in tools/) call :func:`enable`
+before anything imports numba's users (pynndescent, umap, scanpy).
+
+The folder: ``$SCEMBED_NUMBA_CACHE`` when set (a folder, or ``off`` for numba's default
+of compiling in every process), else ``scembed/numba`` in the user's cache folder
+(``platformdirs.user_cache_dir("scembed")``: ``$XDG_CACHE_HOME/scembed/numba``, by
+default ``~/.cache/scembed/numba``, on Linux), outside the repository.
 
 The compiled code is the same machine code, so results are unchanged (tested). numba
 keys each entry by the function's source file (its modification time and size), its
@@ -21,20 +30,29 @@ import functools
 import os
 from pathlib import Path
 
-# the workflow's own folder (scripts/scembed/numba_cache.py -> the repository)
-WORKFLOW_DIR = Path(__file__).resolve().parents[2]
-DEFAULT_DIR = WORKFLOW_DIR / ".cache" / "numba"
 ENV = "SCEMBED_NUMBA_CACHE"  # another folder, or "off"
 
 
+def default_dir() -> Path:
+    """``numba`` in scembed's user cache folder (platformdirs' ``user_cache_dir``; without
+    platformdirs, ``$XDG_CACHE_HOME/scembed``, by default ``~/.cache/scembed``)."""
+    try:
+        from platformdirs import user_cache_dir
+    except ImportError:  # not in the workflow's conda envs: the XDG folder, as on Linux
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "scembed"
+    else:
+        base = Path(user_cache_dir("scembed"))
+    return base / "numba"
+
+
 def cache_dir() -> Path | None:
-    """The folder of the compiled kernels: $SCEMBED_NUMBA_CACHE, else .cache/numba in the
-    workflow's folder; None when it is "off" or cannot be written (numba then compiles
-    in every process, as it does by default)."""
+    """The folder of the compiled kernels: $SCEMBED_NUMBA_CACHE, else :func:`default_dir`;
+    None when it is "off" or cannot be written (numba then compiles in every process, as
+    it does by default)."""
     setting = os.environ.get(ENV, "")
     if setting.lower() == "off":
         return None
-    folder = Path(setting) if setting else DEFAULT_DIR
+    folder = Path(setting) if setting else default_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -55,8 +73,9 @@ def _cached(decorator):
 def enable() -> Path | None:
     """Cache numba's compiled kernels in :func:`cache_dir`; returns it (None: off).
 
-    Call it before pynndescent, umap or scanpy are imported: functions declared before
-    it keep numba's default. Calling it again changes nothing."""
+    Sets ``NUMBA_CACHE_DIR`` and wraps ``numba.njit`` / ``numba.jit`` for the rest of the
+    process. Call it before pynndescent, umap or scanpy are imported: functions declared
+    before it keep numba's default. Calling it again changes nothing."""
     folder = cache_dir()
     if folder is None:
         return None

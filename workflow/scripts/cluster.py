@@ -1,5 +1,6 @@
 """Cluster one embedding (Leiden, matched-k Leiden, k-means), draw its UMAP, score it."""
 
+from scembed import numba_cache
 from scembed.runtime import atomic_path, setup_logging, write_json
 from scembed.threads import compute_threads, pin_numba_threads
 
@@ -9,17 +10,18 @@ def main(snakemake):
     threads = compute_threads(snakemake.params.threads, snakemake.threads)
     pin_numba_threads(threads)  # before scanpy imports numba: NN-descent's graph depends on it
     log.info("compute threads: %d (compute_threads.cluster)", threads)
+    numba_cache.enable()  # before pynndescent and umap declare their numba kernels
     import anndata as ad
 
     from scembed.batches import batch_key_of
-    from scembed.evaluate import evaluate_embedding
+    from scembed.evaluate import evaluate
     from scembed.plots import umap_figure
 
     seed = int(snakemake.wildcards.seed)
     adata = ad.read_h5ad(snakemake.input[0])
     label_key = adata.uns["label_key"]
     try:
-        scores = evaluate_embedding(
+        evaluation = evaluate(
             adata,
             seed,
             threads=snakemake.threads,
@@ -28,6 +30,7 @@ def main(snakemake):
         )
     except ValueError as err:  # e.g. fewer cells than n_neighbors: say which dataset
         raise ValueError(f"datasets.{snakemake.wildcards.dataset}: {err}") from err
+    scores = evaluation.scores
     log.info(
         "scored %d of %d cells against %d labels (cells without a label are clustered, not scored)",
         scores["n_scored"],
@@ -35,10 +38,10 @@ def main(snakemake):
         scores["n_labels"],
     )
     log.info("%s / %s / seed %d: %s", *snakemake.wildcards[:2], seed, scores)
-    if "umap_note" in adata.uns:
-        log.info(adata.uns["umap_note"])
-    if "bisection_note" in adata.uns:
-        log.warning(adata.uns["bisection_note"])
+    if evaluation.umap_note:
+        log.info(evaluation.umap_note)
+    if evaluation.bisection_note:
+        log.warning(evaluation.bisection_note)
     if not scores["matched_exact"]:
         log.warning(
             "no Leiden resolution gave exactly %d clusters; matched scores use %d clusters",

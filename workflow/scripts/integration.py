@@ -1,5 +1,6 @@
 """Score how one embedding mixes the batches and keeps the labels: integration.tsv."""
 
+from scembed import numba_cache
 from scembed.runtime import atomic_path, setup_logging, timed
 from scembed.threads import compute_threads, pin_numba_threads
 
@@ -8,6 +9,7 @@ def main(snakemake):
     log = setup_logging(snakemake.log[0])
     # before scanpy imports numba: NN-descent's neighbours depend on its thread count
     pin_numba_threads(compute_threads(snakemake.params.threads, snakemake.threads))
+    numba_cache.enable()  # before pynndescent declares its numba kernels
     import anndata as ad
 
     from scembed.integration import integration_row, integration_scores
