@@ -44,7 +44,7 @@ test: $(BIN)/snakemake lint ## lint, then every test (unit, workflow, fault): CI
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: $(BIN)/snakemake ## the quick loop: every test that starts no Snakemake and compiles no uncached kernel (under a minute)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load -m "not workflow and not slurm and not compiled" --durations=5
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load -m "not workflow and not slurm and not compiled and not installed" --durations=5
 
 lint: $(BIN)/snakemake
 	$(BIN)/snakemake --lint

@@ -72,11 +72,11 @@ def _zeisel2015(spec: dict, files: dict, download_provenance: dict | None):
 
 
 def _pbmc68k(spec: dict, files: dict, download_provenance: dict | None):
-    import scanpy as sc
+    from importlib.metadata import version
 
     adata = read_pbmc68k(spec["label_key"])
     path = "scanpy.datasets.pbmc68k_reduced()"
-    return adata, path, {"path": path, "scanpy": sc.__version__}
+    return adata, path, {"path": path, "scanpy": version("scanpy")}
 
 
 def _h5ad(spec: dict, files: dict, download_provenance: dict | None):
