@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import re
 import socket
 import subprocess
 import sys
@@ -30,6 +31,8 @@ def pytest_configure(config):
     from scembed import numba_cache
 
     numba_cache.enable()
+
+
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
@@ -57,7 +60,8 @@ class _NoSnakemake(subprocess.Popen):
 
     def __init__(self, args, *rest, **kwargs):
         words = [args] if isinstance(args, str | bytes) else list(args)
-        if any("snakemake" in str(word) for word in words):
+        # the program or `python -m snakemake`, not a path such as .test/.snakemake/
+        if any(re.search(r"(^|[\s/])snakemake(\s|$)", str(word)) for word in words):
             raise AssertionError(
                 "this test starts Snakemake: mark it @pytest.mark.workflow (make test-unit "
                 "runs only the tests that do not)"

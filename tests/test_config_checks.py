@@ -8,7 +8,6 @@ from conftest import synthetic_config
 
 from scembed.checks import split_sizes
 from scembed.config_checks import (
-    MAX_PRESET_BATCH_SIZE,
     PBMC68K_CELLS,
     known_cell_count,
     repeated_seeds,
@@ -45,14 +44,16 @@ def test_too_few_cells_for_a_vae_minibatch_names_the_method_and_a_batch_size_tha
         f"method vae (batch_size 100, drop_last true). Set `batch_size: {train}` (or "
         "less) under methods.vae or give datasets.d more cells."
     ]
-    # enough cells for every preset: the VAE parameters are not even resolved
     assert too_few_cells(1000, "datasets.d", n_neighbors=15, **SPLIT, vae_methods=methods) == []
 
 
-def test_preset_batch_sizes_stay_below_the_bound_that_spares_torch():
-    from scembed.vae.params import PRESETS
-
-    assert max(p["batch_size"] for p in PRESETS.values()) == MAX_PRESET_BATCH_SIZE
+def test_a_presets_minibatch_is_checked_without_a_batch_size_in_the_config():
+    """The improved preset's batch_size (128) comes from the torch-free presets."""
+    improved = {"vae": {"kind": "vae", "preset": "improved"}}
+    train = split_sizes(140, **SPLIT)["train"]
+    problems = too_few_cells(140, "datasets.d", n_neighbors=15, **SPLIT, vae_methods=improved)
+    assert train < 128 and len(problems) == 1
+    assert "method vae (batch_size 128, drop_last true)" in problems[0]
 
 
 def test_too_few_cells_for_the_split_and_the_minimum():

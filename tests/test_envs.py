@@ -288,7 +288,8 @@ def test_snakemake_builds_the_envs_with_the_library_of_this_clone(tmp_path):
     """`--sdm conda --conda-create-envs-only` with a stand-in conda (the real one is not
     on the test machines): Snakemake hands conda a copy of each env file under the
     working directory's .snakemake/conda/, and the pip section, read from there with
-    SCEMBED_SOURCE from Snakemake's environment, installs this clone, editable."""
+    SCEMBED_SOURCE, which the workflow sets to its own clone when the user has not,
+    installs this clone, editable."""
     fake = tmp_path / "bin" / "conda"
     fake.parent.mkdir()
     fake.write_text(FAKE_CONDA.format(python=sys.executable, prefix=str(tmp_path / "conda")))
@@ -297,9 +298,8 @@ def test_snakemake_builds_the_envs_with_the_library_of_this_clone(tmp_path):
     config["methods"]["scvi"] = {"kind": "scvi", "max_epochs": 1}  # its env too
     workdir = tmp_path / "work"
     env = {
-        **os.environ,
+        **{key: value for key, value in os.environ.items() if key != "SCEMBED_SOURCE"},
         "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}",
-        "SCEMBED_SOURCE": str(REPO),
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
     }
     configfile = write_config(tmp_path / "config.yaml", config)

@@ -7,7 +7,6 @@ import json
 
 import nbformat
 import pytest
-
 from conftest import REPO
 
 NOTEBOOK = REPO / "examples" / "chapter8.ipynb"

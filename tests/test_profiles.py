@@ -10,11 +10,13 @@ import dry_run
 import pytest
 import yaml
 from conftest import DEFAULT_PLAN, REPO
-from snakemake.cli import parse_set_resources, parse_size_in_bytes
+from snakemake.cli import parse_set_resources, parse_set_threads, parse_size_in_bytes
 from snakemake.resources import Resources
 from snakemake_executor_plugin_slurm.validation import (
     get_forbidden_slurm_options,
 )
+
+from scembed.methods import KINDS
 
 PROFILES = REPO / "profiles"
 
@@ -178,6 +180,47 @@ def test_slurm_profile_routes_training_to_a_gpu(slurm_profile):
     assert partition and partition != evaluate(defaults["slurm_partition"], 1)
     assert evaluate(training["cpus_per_gpu"], 1) >= 1
     assert evaluate(training["runtime"], 1) > evaluate(defaults["runtime"], 1)
+
+
+TRAINING_RULES = [kind.rule for kind in KINDS.values() if kind.trains]
+
+
+def set_threads(profile: dict) -> dict[str, int]:
+    return {
+        rule: resource.evaluate(
+            wildcards={}, input=[], attempt=1, rulename=rule, async_run=None
+        ).value
+        for rule, resource in parse_set_threads(profile.get("set-threads", [])).items()
+    }
+
+
+def test_slurm_profile_gives_every_training_rule_a_gpu_and_its_cpus(slurm_profile):
+    """Each training kind's rule (scembed.methods.KINDS) goes to the GPU partition with
+    one GPU, and Snakemake gives its job the CPUs Slurm gives it beside the GPU."""
+    resources, threads = set_resources(slurm_profile), set_threads(slurm_profile)
+    gpu_partition = evaluate(resources["train_vae"]["slurm_partition"], 1)
+    for rule in TRAINING_RULES:
+        assert evaluate(resources[rule]["gpu"], 1) == 1, rule
+        assert evaluate(resources[rule]["slurm_partition"], 1) == gpu_partition, rule
+        assert threads[rule] == evaluate(resources[rule]["cpus_per_gpu"], 1) >= 1, rule
+
+
+@pytest.mark.parametrize("name", ["local", "slurm"])
+def test_clustering_threads_follow_the_cells_in_every_profile(name):
+    """No profile fixes the clustering job's threads, which would replace the rule's
+    (1 below 10^5 cells, 4 from there: tests/test_resources.py)."""
+    profile = load_profile(name)
+    assert "cluster" not in set_threads(profile)
+    assert "_cores" not in set_resources(profile).get("cluster", {})
+
+
+def test_local_profile_leaves_training_to_the_rules_defaults():
+    """On one machine a training job's threads follow compute_threads.train and its gpu
+    unit whether it will train on a GPU here: a fixed value would replace both."""
+    local = load_profile("local")
+    for rule in TRAINING_RULES:
+        assert rule not in set_threads(local)
+        assert "gpu" not in set_resources(local).get(rule, {})
 
 
 def test_slurm_profile_memory_grows_on_retry(slurm_profile):

@@ -161,9 +161,19 @@ def test_local_gpus_follow_cuda_visible_devices(monkeypatch):
         assert local_gpus() == expected, visible
 
 
-def test_a_training_job_asks_for_a_gpu_only_where_it_trains_on_one():
-    from scembed.resources import gpu_units
+def test_a_training_job_asks_for_a_gpu_only_where_it_trains_on_one(monkeypatch):
+    from scembed import resources
+    from scembed.resources import gpu_request, gpu_units
 
     assert gpu_units("auto", 1) == 1 and gpu_units("cuda:1", 2) == 1
     assert gpu_units("auto", 0) == 0  # CPU training: jobs side by side on the cores
     assert gpu_units("cpu", 4) == 0
+    # the rule's default: this machine's GPUs, looked up once per process
+    resources._local_gpus_once.cache_clear()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert gpu_request("auto") == 1 and gpu_request("cpu") == 0
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert gpu_request("auto") == 1  # not looked up again
+    resources._local_gpus_once.cache_clear()
+    assert gpu_request("auto") == 0
+    resources._local_gpus_once.cache_clear()

@@ -1,10 +1,13 @@
-"""The VAE's parameters (scembed.vae.params): the presets, overrides, the values refused,
-and the schema's choices that are the code's."""
+"""The VAE's parameters (scembed.presets, given to the model as scembed.vae.params): the
+presets, overrides, the values refused, the schema's choices that are the code's, and
+config/README.md's table of the presets."""
 
 import dataclasses
 
+import config_tables
 import pytest
 
+from scembed import presets
 from scembed.schema import load_schema
 from scembed.vae.params import BOOK, PRESETS, VAEParams, resolve_params
 
@@ -98,6 +101,44 @@ def test_bad_lever_values_raise(params, match):
 # --- the schema --------------------------------------------------------------------------
 
 
+def test_the_model_gets_the_plain_presets():
+    from scembed.vae import params
+
+    assert params.PRESETS is presets.PRESETS and params.resolve_params is presets.resolve_params
+
+
+def test_the_plain_choices_are_the_models_code():
+    """The torch-free lists name exactly what the model implements, in the same order."""
+    from scembed.vae.distributions import LIKELIHOODS
+    from scembed.vae.module import ENCODER_INPUTS, SIZE_FACTORS
+    from scembed.vae.nn import DECODER_OUTPUTS, POSTERIOR_SCALES
+
+    assert {
+        "likelihood": list(LIKELIHOODS),
+        "encoder_input": list(ENCODER_INPUTS),
+        "posterior_scale": list(POSTERIOR_SCALES),
+        "size_factor": list(SIZE_FACTORS),
+        "decoder_output": list(DECODER_OUTPUTS),
+    } == presets.CHOICES
+
+
+def test_the_readme_table_is_written_from_the_presets():
+    """config/README.md's block is what tools/config_tables.py writes (run it to update)."""
+    text = config_tables.README.read_text()
+    assert config_tables.with_table(text, config_tables.presets_table()) == text
+    table = config_tables.presets_table()
+    assert "| `likelihood` | `zinb` | `zinb` | `nb` |" in table
+    assert "| `weight_decay`, `adam_eps` | 0, 1e-8 | 0, 1e-8 | 1e-6, 0.01 |" in table
+
+
+def test_the_readme_table_needs_every_parameter_once(monkeypatch):
+    monkeypatch.setattr(config_tables, "ROWS", config_tables.ROWS[1:])
+    with pytest.raises(ValueError, match=r"missing \['likelihood'\].*add or remove them in ROWS"):
+        config_tables.presets_table()
+    with pytest.raises(ValueError, match="no block <!-- presets -->"):
+        config_tables.with_table("no markers", "table")
+
+
 def test_schema_enums_are_the_codes_choices():
     """The schema's allowed values are those the code accepts (defined once each)."""
 
@@ -109,6 +150,7 @@ def test_schema_enums_are_the_codes_choices():
     for key, allowed in CHOICES.items():
         assert vae[key]["enum"] == list(allowed), key
     assert vae["preset"]["enum"] == list(PRESETS)
+    assert vae["preset"]["default"] == presets.DEFAULT_PRESET
     assert set(vae) - {"kind", "preset"} == set(PRESETS["book"])  # every parameter described
     cluster = schema["$defs"]["cluster"]["properties"]
     assert cluster["knn_search"]["enum"] == list(KNN_SEARCHES)

@@ -33,14 +33,19 @@ def batch_codes(obs: pd.DataFrame, key: str) -> tuple[np.ndarray, list[str]]:
 
 
 def uses_batch(method: dict) -> bool:
-    """Whether a method (a config entry, its schema defaults filled in) uses the batch."""
+    """Whether a method (a config entry, its schema defaults filled in) uses the batch:
+    its ``use_batch``, else its preset's (``kind: vae``) or the schema's default."""
+    from scembed.methods import method_kind
+
     if "use_batch" in method:
         return bool(method["use_batch"])
-    if method["kind"] == "vae":
-        from scembed.vae.params import resolve_params
+    if method_kind(method).preset_defaults:
+        from scembed.presets import vae_spec_params
 
-        return resolve_params({k: v for k, v in method.items() if k != "kind"}).use_batch
-    return method["kind"] == "scvi"
+        return vae_spec_params(method).use_batch
+    from scembed.schema import load_schema
+
+    return bool(load_schema()["$defs"][method["kind"]]["properties"]["use_batch"]["default"])
 
 
 def cramers_v(labels, batches) -> float:

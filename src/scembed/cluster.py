@@ -14,6 +14,7 @@ from pynndescent import PyNNDescentTransformer
 
 from scembed.embedding import EMBEDDING_KEY, check_embedding
 from scembed.leiden import LeidenGraph
+from scembed.resources import LARGE_DATA_CELLS
 from scembed.runtime import timed
 
 log = logging.getLogger("scembed")
@@ -21,7 +22,7 @@ log = logging.getLogger("scembed")
 # knn_search "auto": exact below this many cells. Brute force grows as n^2 but has no
 # compile cost; NN-descent compiles numba code (nn_descent, not cacheable) for about 30 s
 # in every job, so exact is faster up to about 10^5 cells (tools/bench_knn.py).
-EXACT_MAX_CELLS = 100_000
+EXACT_MAX_CELLS = LARGE_DATA_CELLS
 KNN_SEARCHES = ("auto", "exact", "approximate")
 
 LEIDEN_FLAVORS = ("auto", "leidenalg", "igraph")

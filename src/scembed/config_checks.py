@@ -1,17 +1,17 @@
 """Checks of the config and the plan it makes, before any job runs: the cells each dataset
-needs, repeated seeds, the datasets selected.
+needs, repeated seeds, the datasets and methods selected.
 
-The workflow calls them when it reads the config (``rules/common.smk``); the facts of the
-data they rely on (the minimum of cells, the split's arithmetic) are in
+:func:`scembed.plan.load_plan` runs them when the workflow reads the config; the facts of
+the data they rely on (the minimum of cells, the split's arithmetic) are in
 :mod:`scembed.checks`.
 """
 
 from __future__ import annotations
 
 from scembed.checks import MIN_CELLS, split_sizes
+from scembed.presets import vae_spec_params
 
 PBMC68K_CELLS = 700  # scanpy's pbmc68k_reduced
-MAX_PRESET_BATCH_SIZE = 128  # the largest batch_size of the VAE presets (tested)
 
 
 def known_cell_count(dataset: dict) -> int | None:
@@ -27,9 +27,7 @@ def known_cell_count(dataset: dict) -> int | None:
 
 def vae_minibatch(spec: dict) -> tuple[int, bool]:
     """(batch_size, drop_last) of a ``kind: vae`` method, its preset filled in."""
-    from scembed.vae.params import resolve_params  # imports torch: only when needed
-
-    params = resolve_params({k: v for k, v in spec.items() if k != "kind"})
+    params = vae_spec_params(spec)
     return params.batch_size, params.drop_last
 
 
@@ -73,9 +71,6 @@ def too_few_cells(
         )
         return problems
     for name, spec in (vae_methods or {}).items():
-        largest = spec.get("batch_size", MAX_PRESET_BATCH_SIZE)
-        if split["train"] >= largest:
-            continue  # a full minibatch whatever the preset: torch need not be imported
         batch_size, drop_last = vae_minibatch(spec)
         if split["train"] < (batch_size if drop_last else 2):
             problems.append(

@@ -145,7 +145,7 @@ def preprocess(
     """Select genes, drop sparse cells, keep counts in ``layers["counts"]``, log-normalise X.
 
     The parameters are the config's ``preprocess`` keys (their defaults live in the
-    schema, config/schema/config.schema.yaml). The order is the book's: genes are chosen
+    schema, scembed/schemas/config.schema.yaml). The order is the book's: genes are chosen
     on all cells, then cells with fewer than ``min_genes`` expressed kept genes are
     dropped (and, whatever ``min_genes``, cells without any count in the kept genes: a
     cell of total 0 cannot be normalised), then the split is drawn. Every obs column and

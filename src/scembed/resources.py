@@ -11,6 +11,7 @@ data instead of a fixed 4 GB that a 10^6-cell job would exceed.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import h5py
@@ -29,8 +30,13 @@ MEM_MODEL = {  # rule: (fixed MB, MB per MB of the matrices read)
     "integration": (1500, 100.0),  # 1177 / 1458 MB at 10^4 / 10^5 (embedding.h5ad of 10
     # dimensions); 10^6 not measured: its 90-neighbour kNN holds about 1 KB per cell
 }
+LARGE_DATA_CELLS = 100_000
+"""From this many cells the data is large: the clustering job takes approximate neighbours
+and igraph's Leiden (scembed.cluster, with knn_search and leiden_flavor ``auto``) and asks
+for :data:`CLUSTER_THREADS`. Defined here, the planning side, which imports neither numba
+nor scanpy."""
 CLUSTER_THREADS = 4  # a clustering job's threads from ...
-CLUSTER_THREADS_FROM_CELLS = 100_000  # ... this many cells: one thread below
+CLUSTER_THREADS_FROM_CELLS = LARGE_DATA_CELLS  # ... this many cells: one thread below
 # Below 10^5 cells a job is mostly fixed cost (start, imports) and runs beside the
 # others on one core each. From there the exact kNN-transfer search (104 s on one core,
 # 69 s on two, for 10^6 cells), k-means and the silhouette use the threads; Leiden runs
@@ -132,6 +138,18 @@ def local_gpus() -> int:
     except (OSError, subprocess.SubprocessError):
         return 0
     return sum(line.startswith("GPU ") for line in listing.splitlines())
+
+
+@functools.cache
+def _local_gpus_once() -> int:
+    return local_gpus()
+
+
+def gpu_request(device: str) -> int:
+    """The ``gpu`` resource of a training job on ``device`` started from this machine
+    (its GPUs looked up once per process): :func:`gpu_units`. profiles/local's ``gpu``
+    count lets that many run at once; profiles/slurm sets 1 for its GPU node instead."""
+    return gpu_units(device, _local_gpus_once())
 
 
 def gpu_units(device: str, gpus: int) -> int:

@@ -1,12 +1,7 @@
 import copy
 import functools
 import os
-import re
-import sys
-from types import SimpleNamespace
 import time
-
-import yaml
 
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
@@ -37,6 +32,10 @@ def use_only_the_given_configfiles():
 WORKFLOW_DIR = os.path.dirname(os.path.abspath(str(workflow.current_basedir)))
 if workflow.modifier.is_main_snakefile():  # as a module, the host passes its config
     use_only_the_given_configfiles()
+# The conda envs (workflow/envs/*.yaml) pip-install the library from ${SCEMBED_SOURCE}: by
+# default the clone this workflow runs from (docs/deployment.md).
+if os.path.isfile(os.path.join(os.path.dirname(WORKFLOW_DIR), "pyproject.toml")):
+    os.environ.setdefault("SCEMBED_SOURCE", os.path.dirname(WORKFLOW_DIR))
 try:
     import scembed
 except ImportError:
@@ -45,22 +44,21 @@ except ImportError:
         "from the workflow's clone with `pip install -e <clone>` (make venv does), or "
         "`pip install <clone>` where the workflow is used as a module."
     ) from None
-from scembed.canonical import canonical, schema_number_keys  # noqa: E402
-from scembed.schema import SCHEMA_PATH, load_schema  # noqa: E402
-from scembed.config_checks import (  # noqa: E402
-    known_cell_count,
-    repeated_seeds,
-    selected_datasets,
-    selected_methods,
-    too_few_cells,
-)
-
-if repeated_seeds(config.get("seeds")):  # clearer than the schema's uniqueItems dump
-    raise WorkflowError(repeated_seeds(config["seeds"]))
-validate(config, schema=str(SCHEMA_PATH))  # the package's: the one home of defaults
-NUMBER_KEYS = schema_number_keys(load_schema())
-
+from scembed.methods import KINDS  # noqa: E402
+from scembed.plan import load_plan, names_regex, params_value  # noqa: E402
+from scembed.schema import SCHEMA_PATH  # noqa: E402
 from scembed.versions import version_mismatches  # noqa: E402
+
+# The plan, built once: the datasets, methods and seeds that run, each job's params, and
+# every check of the config before any job (scembed.plan). The config is not changed.
+try:
+    PLAN = load_plan(
+        config, validate=functools.partial(validate, schema=str(SCHEMA_PATH))
+    )
+except ValueError as err:
+    raise WorkflowError(str(err)) from None
+RESULTS = PLAN.results  # the folder of every output
+RUN_STARTED = time.time()  # a job log written since then was written by this run
 
 # the pins of the clone the workflow runs from (none where it is a module from elsewhere)
 for message in version_mismatches(
@@ -69,46 +67,13 @@ for message in version_mismatches(
     logger.warning(f"Warning: {message}")
 
 
-def get_batch_key(dataset):
-    """The dataset's batch column (its `batch_key`), or None. Its runs get integration
-    scores (rule integration)."""
-    return config["datasets"][dataset].get("batch_key")
-
-
-try:  # `only_datasets` and `only_methods` narrow the run (all when empty)
-    DATASETS = selected_datasets(config["datasets"], config["only_datasets"])
-    config["methods"] = selected_methods(
-        config["methods"], config["only_methods"], config["baseline"]
-    )
-except ValueError as err:
-    raise WorkflowError(str(err)) from None
-# sorted: the order of the config's keys changes no job, output or params value
-DATASETS = sorted(DATASETS)
-METHODS = sorted(config["methods"])
-# the datasets with a batch (a `batch_key`): their runs get integration scores
-BATCH_DATASETS = [name for name in DATASETS if get_batch_key(name)]
-SEEDS = sorted(config["seeds"])
-RESULTS = os.path.normpath(config["results_dir"])  # the folder of every output
-RUN_STARTED = time.time()  # a job log written since then was written by this run
-
-if config["baseline"] not in ("auto", "none", *METHODS):
-    raise ValueError(
-        f"baseline {config['baseline']!r} is not one of the methods {METHODS}; set "
-        "`baseline` to one of them, `auto` (pca when there is one) or `none`."
-    )
-
-
-def methods_of_kind(*kinds):
-    return [name for name, spec in config["methods"].items() if spec["kind"] in kinds]
-
-
 def check_scvi_installed():
     """A `kind: scvi` method needs scvi-tools where the jobs run: here, unless conda
     builds envs/scvi.yaml for them. Fail before any job, saying how to install it."""
     from snakemake.settings.types import DeploymentMethod
     from scembed.versions import missing_scvi_message, scvi_available
 
-    scvi_methods = methods_of_kind("scvi")
+    scvi_methods = PLAN.methods_of_kind("scvi")
     uses_conda = (
         DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
     )
@@ -116,158 +81,67 @@ def check_scvi_installed():
         raise WorkflowError(missing_scvi_message(scvi_methods))
 
 
-def names_regex(names):
-    """A wildcard constraint matching exactly these names (nothing when empty)."""
-    return "|".join(map(re.escape, names)) if names else "(?!x)x"
-
-
-wildcard_constraints:
-    dataset=names_regex(DATASETS),
-    method=names_regex(METHODS),
-    seed=r"\d+",
-
-
 check_scvi_installed()
 
 
-def check_known_cell_counts():
-    """Datasets whose cells the config fixes (synthetic, pbmc68k) must have enough of them
-    for the split, `cluster.n_neighbors` and each VAE's minibatch: fail before any job.
-    Datasets read from files are checked by the job that needs the cells (preprocess,
-    train_vae, cluster), as soon as their number is known."""
-    problems = []
-    for name in DATASETS:
-        n_cells = known_cell_count(config["datasets"][name])
-        if n_cells is None:
-            continue
-        wildcards = SimpleNamespace(dataset=name)
-        preprocess = get_preprocess_params(wildcards)
-        problems += too_few_cells(
-            n_cells,
-            f"datasets.{name}",
-            n_neighbors=get_cluster_params(wildcards)["n_neighbors"],
-            validation_fraction=preprocess["validation_fraction"],
-            test_fraction=preprocess["test_fraction"],
-            vae_methods={m: config["methods"][m] for m in methods_of_kind("vae")},
-        )
-    if problems:
-        raise WorkflowError("\n".join(problems))
+wildcard_constraints:
+    dataset=names_regex(PLAN.datasets),
+    method=names_regex(PLAN.method_names),
+    seed=r"\d+",
+
+
+# --------------------------------------------------------------------------- inputs, params
 
 
 def get_final_outputs():
-    summary = [
-        f"{RESULTS}/summary/{name}"
-        for name in (
-            "metrics.tsv",
-            "comparison.tsv",
-            "summary.md",
-            "effects.md",
-            "paired_effects.png",
-            "variants.tsv",
-            "provenance.json",
-        )
-    ]
-    figures = expand(
-        f"{RESULTS}/summary/{{dataset}}/{{figure}}.png",
-        dataset=DATASETS,
-        figure=["metrics", "umaps", "losses", "heatmap"],
-    )
-    integration = expand(
-        f"{RESULTS}/summary/{{dataset}}/integration.png", dataset=BATCH_DATASETS
-    )
-    return summary + figures + integration
-
-
-def get_dataset(wildcards):
-    """The dataset's validated options (schema defaults filled in)."""
-    return config["datasets"][wildcards.dataset]
-
-
-def params_value(value):
-    """A rule's params value that equivalent configs give equally: keys sorted, numbers
-    typed as the schema says (1 and 1.0 alike), so that a config written back in another
-    key order reruns nothing (scembed.canonical)."""
-    return canonical(value, *NUMBER_KEYS)
-
-
-def get_source_params(wildcards):
-    """The dataset's source options only: a `preprocess` or `cluster` override of the
-    dataset, or its `download` settings (timeouts, retries), must not rerun the download
-    and the import."""
-    dataset = get_dataset(wildcards)
-    return params_value(
-        {
-            key: value
-            for key, value in dataset.items()
-            if key not in ("preprocess", "cluster", "download", "variant_of")
-            # the default of a key added later: finished imports do not rerun for it
-            and not (key == "n_batches" and value == 1)
-        }
-    )
-
-
-def get_dataset_variants():
-    """Each dataset variant's name -> the dataset it varies (`variant_of`)."""
-    return {
-        name: config["datasets"][name]["variant_of"]
-        for name in DATASETS
-        if "variant_of" in config["datasets"][name]
-    }
-
-
-def check_dataset_variants():
-    """A `variant_of` names another dataset of the config (fails before any job runs)."""
-    for name, parent in get_dataset_variants().items():
-        if parent == name or parent not in DATASETS:
-            others = [other for other in DATASETS if other != name]
-            raise ValueError(
-                f"dataset {name!r}: variant_of {parent!r} is not another dataset of the "
-                f"config; name one of {others} (or drop variant_of)."
-            )
-
-
-def get_method(wildcards):
-    """The method's config; `use_batch` only where the dataset has a `batch_key`, so that
-    without one the method's params (and its finished runs) stay as they were."""
-    method = config["methods"][wildcards.method]
-    if not get_dataset(wildcards).get("batch_key"):
-        method = {key: value for key, value in method.items() if key != "use_batch"}
-    return params_value(method)
-
-
-def get_preprocess_params(wildcards):
-    """Top-level `preprocess` updated with this dataset's overrides."""
-    return params_value(
-        {**config["preprocess"], **get_dataset(wildcards).get("preprocess", {})}
-    )
-
-
-def get_cluster_params(wildcards):
-    """Top-level `cluster` updated with this dataset's overrides."""
-    return params_value(
-        {**config["cluster"], **get_dataset(wildcards).get("cluster", {})}
-    )
-
-
-check_known_cell_counts()
-check_dataset_variants()
+    return PLAN.final_outputs()
 
 
 def get_import_inputs(wildcards):
     """Files the import reads: the download (zeisel2015 without `path`) or the user's file."""
-    dataset = get_dataset(wildcards)
-    if dataset["source"] == "zeisel2015" and "path" not in dataset:
-        folder = f"{RESULTS}/{wildcards.dataset}/download"
-        return {
-            "download": f"{folder}/expression.txt",
-            "provenance": f"{folder}/download.json",
-        }
-    files = {}
-    if "path" in dataset:
-        files["path"] = dataset["path"]
-    if "labels" in dataset:
-        files["labels"] = dataset["labels"]
-    return files
+    return PLAN.import_inputs(wildcards.dataset)
+
+
+def get_source_params(wildcards):
+    """The dataset's source options (its download and import rerun only for them)."""
+    return PLAN.source_params(wildcards.dataset)
+
+
+def get_preprocess_params(wildcards):
+    """Top-level `preprocess` updated with this dataset's overrides."""
+    return PLAN.preprocess_params(wildcards.dataset)
+
+
+def get_cluster_params(wildcards):
+    """Top-level `cluster` updated with this dataset's overrides."""
+    return PLAN.cluster_params(wildcards.dataset)
+
+
+def get_method(wildcards):
+    """The method's config (`use_batch` only where the dataset has a `batch_key`)."""
+    return PLAN.method_params(wildcards.method, wildcards.dataset)
+
+
+def get_integration_params(wildcards):
+    """The dataset's batch column and the clustering's neighbour search (`knn_search`),
+    which the LISI's 90-neighbour search follows."""
+    return {
+        "batch_key": PLAN.batch_key(wildcards.dataset),
+        "knn_search": PLAN.cluster_params(wildcards.dataset)["knn_search"],
+    }
+
+
+def get_dataset_run_keys(wildcards):
+    """(method, seed) of every run of the dataset, in the order of get_dataset_runs."""
+    return PLAN.run_keys()
+
+
+def get_dataset_runs(wildcards):
+    """Clusters of every run, histories of the runs that write one, the metrics table."""
+    return PLAN.dataset_runs(wildcards.dataset)
+
+
+# --------------------------------------------------------------------------- resources
 
 
 def mem_mb(rule):
@@ -278,19 +152,11 @@ def mem_mb(rule):
     def estimate(wildcards, input, attempt):
         from scembed.resources import job_mem_mb
 
-        dataset = get_dataset(wildcards) if rule == "import_dataset" else None
+        is_import = rule == "import_dataset"
+        dataset = PLAN.dataset(wildcards.dataset) if is_import else None
         return job_mem_mb(rule, list(input), attempt, dataset)
 
     return estimate
-
-
-def cluster_threads(wildcards, input):
-    """The clustering job's threads, from the number of cells in its embedding
-    (scembed.resources): `threads: cluster_threads`. Evaluated again when the job is
-    scheduled, once the embedding exists."""
-    from scembed.resources import cluster_threads as threads_of
-
-    return threads_of(input[0])
 
 
 def get_compute_threads(stage):
@@ -301,76 +167,22 @@ def get_compute_threads(stage):
 
 
 def train_threads(wildcards):
-    """A training job's scheduled threads: its compute threads (4 when they follow the
-    scheduler), so that CPU training jobs run side by side, one per core by default."""
+    """A training job's cores where the profile sets no `set-threads` for it: its compute
+    threads (4 when they follow the scheduler), so CPU trainings run side by side."""
     return config["compute_threads"]["train"] or 4
 
 
-@functools.cache
-def local_gpu_count():
-    """GPUs of the machine Snakemake runs on (scembed.resources.local_gpus), looked up
-    once per run."""
-    from scembed.resources import local_gpus
+def cluster_threads(wildcards, input):
+    """A clustering job's cores where the profile sets no `set-threads` for it: from the
+    cells of its embedding (scembed.resources), evaluated again once the file exists."""
+    from scembed.resources import cluster_threads as threads_of
 
-    return local_gpus()
+    return threads_of(input[0])
 
 
 def gpu_request(wildcards):
-    """The `gpu` resource of a training job: 1 where it trains on a GPU of this machine
-    (profiles/local's `gpu` count lets that many run at once), 0 where it trains on the
-    CPU. profiles/slurm sets it to 1, for the GPU node, whatever the login node has."""
-    from scembed.resources import gpu_units
+    """A training job's `gpu` resource where the profile sets none for it: 1 where it
+    trains on a GPU of this machine, 0 on the CPU (scembed.resources.gpu_request)."""
+    from scembed.resources import gpu_request as units
 
-    device = config["methods"][wildcards.method].get("device", "auto")
-    return gpu_units(device, local_gpu_count())
-
-
-def get_run_outputs(name):
-    """One file per dataset x method x seed, e.g. get_run_outputs("metrics.json")."""
-    return expand(
-        f"{RESULTS}/{{dataset}}/{{method}}/seed{{seed}}/{name}",
-        dataset=DATASETS,
-        method=METHODS,
-        seed=SEEDS,
-    )
-
-
-def get_integration_outputs():
-    """integration.tsv of every run of a dataset with a batch (none without one)."""
-    return expand(
-        f"{RESULTS}/{{dataset}}/{{method}}/seed{{seed}}/integration.tsv",
-        dataset=BATCH_DATASETS,
-        method=METHODS,
-        seed=SEEDS,
-    )
-
-
-def get_integration_params(wildcards):
-    """The dataset's batch column and the clustering's neighbour search (`knn_search`),
-    which the LISI's 90-neighbour search follows."""
-    return {
-        "batch_key": get_batch_key(wildcards.dataset),
-        "knn_search": get_cluster_params(wildcards)["knn_search"],
-    }
-
-
-def get_dataset_run_keys(wildcards):
-    """(method, seed) of every run of the dataset, in the order of get_dataset_runs."""
-    return [[method, seed] for method in METHODS for seed in SEEDS]
-
-
-def get_dataset_runs(wildcards):
-    """Clusters of every run, histories of VAE runs, and the metrics table."""
-    folder = f"{RESULTS}/{wildcards.dataset}"
-    return {
-        "metrics": f"{RESULTS}/summary/metrics.tsv",
-        "clusters": [
-            f"{folder}/{method}/seed{seed}/clusters.tsv"
-            for method, seed in get_dataset_run_keys(wildcards)
-        ],
-        "histories": [
-            f"{folder}/{method}/seed{seed}/history.tsv"
-            for method in methods_of_kind("vae", "scvi")
-            for seed in SEEDS
-        ],
-    }
+    return units(PLAN.methods[wildcards.method].get("device", "auto"))

@@ -8,7 +8,7 @@ rule embed_pca:
     benchmark:
         f"{RESULTS}/benchmarks/embed_pca/{{dataset}}/{{method}}/seed{{seed}}.tsv"
     wildcard_constraints:
-        method=names_regex(methods_of_kind("pca")),
+        method=names_regex(PLAN.methods_of_rule("embed_pca")),
     conda:
         "../envs/scanpy.yaml"
     resources:
@@ -32,7 +32,7 @@ rule train_vae:
     benchmark:
         f"{RESULTS}/benchmarks/train_vae/{{dataset}}/{{method}}/seed{{seed}}.tsv"
     wildcard_constraints:
-        method=names_regex(methods_of_kind("vae")),
+        method=names_regex(PLAN.methods_of_rule("train_vae")),
     conda:
         "../envs/torch.yaml"
     threads: train_threads
@@ -62,7 +62,7 @@ rule train_scvi:
     benchmark:
         f"{RESULTS}/benchmarks/train_scvi/{{dataset}}/{{method}}/seed{{seed}}.tsv"
     wildcard_constraints:
-        method=names_regex(methods_of_kind("scvi")),
+        method=names_regex(PLAN.methods_of_rule("train_scvi")),
     conda:
         "../envs/scvi.yaml"
     threads: train_threads

@@ -35,7 +35,7 @@ rule integration:
         f"{RESULTS}/benchmarks/integration/{{dataset}}/{{method}}/seed{{seed}}.tsv"
     # only the datasets with a batch (a `batch_key`) have integration scores
     wildcard_constraints:
-        dataset=names_regex(BATCH_DATASETS),
+        dataset=names_regex(PLAN.batch_datasets),
     conda:
         "../envs/scanpy.yaml"
     resources:

@@ -1,21 +1,18 @@
 # The report of a failed or stopped run (onerror) and its removal once the summary is
 # complete (onsuccess): which runs are missing, the step where each stopped, and why.
-# The steps are read from the rules themselves, so they follow any change of a rule.
-
-EMBED_RULES = {"pca": "embed_pca", "vae": "train_vae", "scvi": "train_scvi"}
+# The steps are read from the rules themselves, so they follow any change of a rule, and
+# a run's embedding rule from its method's kind (scembed.methods.KINDS).
 
 
 def get_run_steps(dataset, method, seed):
     """The jobs one run needs, in order, as scembed.incomplete.Step (rule, the file it
     makes, its log), read from the rules themselves; the last makes metrics.json."""
-    from types import SimpleNamespace
-
     from snakemake.io import apply_wildcards
     from scembed.incomplete import Step
 
-    kind = config["methods"][method]["kind"]
-    names = ["import_dataset", "preprocess", EMBED_RULES[kind]]
-    if "download" in get_import_inputs(SimpleNamespace(dataset=dataset)):
+    embed_rule = KINDS[PLAN.methods[method]["kind"]].rule
+    names = ["import_dataset", "preprocess", embed_rule]
+    if "download" in PLAN.import_inputs(dataset):
         names.insert(0, "download_zeisel")
     wildcards = {"dataset": dataset, "method": method, "seed": seed}
     steps = [
@@ -41,7 +38,7 @@ def get_summary_steps():
         for name in ("summarize", "compare", "provenance")
         for output in getattr(rules, name).output
     ]
-    for dataset in DATASETS:
+    for dataset in PLAN.datasets:
         log = apply_wildcards(rules.plot_dataset.log[0], {"dataset": dataset})
         steps += [
             Step("plot_dataset", apply_wildcards(output, {"dataset": dataset}), log)
@@ -61,9 +58,9 @@ def report_incomplete_run(snakemake_log):
 
         runs = {
             (dataset, method, seed): get_run_steps(dataset, method, seed)
-            for dataset in DATASETS
-            for method in METHODS
-            for seed in SEEDS
+            for dataset in PLAN.datasets
+            for method in PLAN.method_names
+            for seed in PLAN.seeds
         }
         message = write_report(
             f"{RESULTS}/summary",
@@ -71,8 +68,8 @@ def report_incomplete_run(snakemake_log):
             get_summary_steps(),
             RUN_STARTED,
             snakemake_log,
-            baseline=config["baseline"],
-            variants=get_dataset_variants(),
+            baseline=PLAN.baseline,
+            variants=PLAN.variants,
         )
         if message:
             logger.error(message)

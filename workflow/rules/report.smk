@@ -1,7 +1,7 @@
 rule summarize:
     input:
-        metrics=get_run_outputs("metrics.json"),
-        integration=get_integration_outputs(),
+        metrics=PLAN.run_outputs("metrics.json"),
+        integration=PLAN.run_outputs("integration.tsv", PLAN.batch_datasets),
     output:
         report(
             f"{RESULTS}/summary/metrics.tsv",
@@ -46,8 +46,8 @@ rule compare:
     conda:
         "../envs/scanpy.yaml"
     params:
-        baseline=config["baseline"],
-        variants=params_value(get_dataset_variants()),
+        baseline=PLAN.baseline,
+        variants=params_value(PLAN.variants),
     script:
         "../scripts/compare.py"
 
@@ -104,7 +104,7 @@ rule plot_integration:
         f"{RESULTS}/logs/plot_integration/{{dataset}}.log",
     # only the datasets with a batch (a `batch_key`) have integration scores
     wildcard_constraints:
-        dataset=names_regex(BATCH_DATASETS),
+        dataset=names_regex(PLAN.batch_datasets),
     conda:
         "../envs/scanpy.yaml"
     script:
@@ -113,7 +113,7 @@ rule plot_integration:
 
 rule provenance:
     input:
-        raw=expand(f"{RESULTS}/{{dataset}}/raw.h5ad", dataset=DATASETS),
+        raw=expand(f"{RESULTS}/{{dataset}}/raw.h5ad", dataset=PLAN.datasets),
         metrics=f"{RESULTS}/summary/metrics.tsv",
     output:
         report(
@@ -126,8 +126,9 @@ rule provenance:
     conda:
         "../envs/scanpy.yaml"
     params:
-        config=params_value({**config, "seeds": SEEDS}),
-        datasets=DATASETS,
+        # the config of the run: only the methods that run, the seeds sorted
+        config=params_value({**config, "methods": PLAN.methods, "seeds": PLAN.seeds}),
+        datasets=PLAN.datasets,
         repo=WORKFLOW_DIR,
     script:
         "../scripts/provenance.py"
