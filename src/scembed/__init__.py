@@ -7,12 +7,15 @@ embedding, the paired comparison over seeds) and ``scembed.datasets`` (cached lo
 They are imported on first use, so ``import scembed`` stays light (no torch, no scanpy):
 the workflow imports ``scembed.*`` while it plans.
 
-The modules under them: data ``sources`` (counts and labels from each source),
-``synthetic``, ``preprocess``; embeddings ``pca``, and the VAE stack ``vae``
-(``distributions`` -> ``nn`` -> ``module`` -> ``train``), ``embedding`` (the shared
-embedding file); evaluation ``cluster``, ``metrics``, ``evaluate``, ``integration``,
-``compare``, ``plots``, ``provenance``; plumbing ``runtime``, ``threads``, ``schema``
-(the config schema, the one home of every default). Library functions take arrays,
+The modules under them: the plan ``schema`` (the config schema, the one home of every
+default), ``methods`` (the registry of method kinds), ``presets`` (the VAE's, plain
+data), ``plan`` (what a workflow run plans); data ``sources`` (counts and labels from
+each source), ``synthetic``, ``preprocess``; embeddings ``pca``, and the VAE stack
+``vae`` (``distributions`` -> ``nn`` -> ``module`` -> ``train``), ``embedding`` (the
+shared embedding file); evaluation ``cluster``, ``leiden``, ``metrics``, ``evaluate``,
+``integration`` and ``lisi``, ``compare``, ``plots``, ``provenance``; a failed run's
+report ``incomplete`` and ``diagnosis``; plumbing ``runtime``, ``threads``,
+``numba_cache``, ``resources``, ``versions``. Library functions take arrays,
 AnnData objects and plain parameters, never the ``snakemake`` object.
 """
 
