@@ -92,19 +92,23 @@ def batches_of(adata, batch_key: str | None, label_key: str | None = None):
 
 
 @contextlib.contextmanager
+def _threads(get, set_, n: int):
+    """``set_(n)`` inside the block, the count ``get()`` gave before it after it."""
+    before = get()
+    set_(n)
+    try:
+        yield
+    finally:
+        set_(before)
+
+
 def torch_threads(n: int):
     """torch's intra-op threads are ``n`` inside the block, what they were after it."""
     import torch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return _threads(torch.get_num_threads, torch.set_num_threads, n)
 
 
-@contextlib.contextmanager
 def numba_threads(n: int):
     """numba's parallel kernels (pynndescent's NN-descent) run on ``n`` threads inside the
     block, and on what they had before after it.
@@ -121,12 +125,7 @@ def numba_threads(n: int):
             f"use threads <= {pool}, or set the environment variable NUMBA_NUM_THREADS={n} "
             "before importing scanpy or scembed.tl"
         )
-    before = numba.get_num_threads()
-    numba.set_num_threads(n)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
+    return _threads(numba.get_num_threads, numba.set_num_threads, n)
 
 
 @contextlib.contextmanager

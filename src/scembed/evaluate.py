@@ -45,7 +45,22 @@ def evaluate(
     compute_threads: int = 1,
     **cluster_params,
 ) -> Evaluation:
-    """:func:`evaluate_embedding`, with the settings it ran and its notes for the log."""
+    """Cluster ``obsm["X_emb"]`` three ways and score the embedding.
+
+    Every cell is embedded and clustered; only the cells with a label (``n_scored`` of
+    them) are scored, so an unlabelled cell never counts as a cell type. ``n_labels``
+    is the number of distinct labels among them.
+
+    ``threads``: how many threads the exact kNN-transfer search uses (the job's; its
+    result is the same on any number). ``compute_threads``: the OpenMP/BLAS threads of
+    k-means and the silhouette, whose sums depend on the count (``compute_threads.cluster``).
+    ``cluster_params`` go to :func:`cluster_embedding` (graph, Leiden, UMAP). Adds
+    ``obs["leiden"]`` (the configured resolution), ``obs["leiden_matched"]`` (resolution
+    bisected to as many clusters as labels), ``obs["kmeans"]`` (k = number of labels)
+    and ``obsm["X_umap"]`` (NaN for cells outside the UMAP's sample).
+    Returns the scores with the Leiden settings it ran and why the UMAP or the bisection
+    stopped short.
+    """
     label_key = adata.uns["label_key"]
     scored = adata.obs[label_key].notna().to_numpy()
     labels = adata.obs[label_key].astype(str).to_numpy()[scored]
@@ -105,41 +120,6 @@ def evaluate(
     return Evaluation(scores, settings, umap_note, bisection_note)
 
 
-def evaluate_embedding(
-    adata: ad.AnnData,
-    seed: int,
-    *,
-    knn_k: int,
-    bisection_max_steps: int,
-    bisection_max_seconds: float,
-    kmeans_n_init: int,
-    threads: int = 1,
-    compute_threads: int = 1,
-    **cluster_params,
-) -> dict:
-    """Cluster ``obsm["X_emb"]`` three ways and score the embedding; returns the metrics.
-
-    Every cell is embedded and clustered; only the cells with a label (``n_scored`` of
-    them) are scored, so an unlabelled cell never counts as a cell type. ``n_labels``
-    is the number of distinct labels among them.
-
-    ``threads``: how many threads the exact kNN-transfer search uses (the job's; its
-    result is the same on any number). ``compute_threads``: the OpenMP/BLAS threads of
-    k-means and the silhouette, whose sums depend on the count (``compute_threads.cluster``).
-    ``cluster_params`` go to :func:`cluster_embedding` (graph, Leiden, UMAP). Adds
-    ``obs["leiden"]`` (the configured resolution), ``obs["leiden_matched"]`` (resolution
-    bisected to as many clusters as labels), ``obs["kmeans"]`` (k = number of labels)
-    and ``obsm["X_umap"]`` (NaN for cells outside the UMAP's sample). :func:`evaluate`
-    also returns the Leiden settings and why the UMAP or the bisection stopped short.
-    """
-    return evaluate(
-        adata,
-        seed,
-        knn_k=knn_k,
-        bisection_max_steps=bisection_max_steps,
-        bisection_max_seconds=bisection_max_seconds,
-        kmeans_n_init=kmeans_n_init,
-        threads=threads,
-        compute_threads=compute_threads,
-        **cluster_params,
-    ).scores
+def evaluate_embedding(adata: ad.AnnData, seed: int, **settings) -> dict:
+    """The scores of :func:`evaluate` alone: what a run's metrics.json holds."""
+    return evaluate(adata, seed, **settings).scores
