@@ -310,3 +310,25 @@ def rule_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# --- the notebook API against the jobs (tests/test_tl_*.py) ---
+
+
+@pytest.fixture(scope="module")
+def pbmc_pre():
+    """pbmc68k through the book's preprocessing, with its cell-cycle phase as the batch."""
+    import scembed
+
+    adata = scembed.pp.book(
+        scembed.datasets.pbmc68k(), batch_key="phase", n_top_genes=300, min_genes=50
+    )
+    return adata
+
+
+@pytest.fixture(scope="module")
+def pbmc_plain(pbmc_pre):
+    """The same cells without a batch."""
+    adata = pbmc_pre.copy()
+    del adata.uns["batch_key"]
+    return adata
