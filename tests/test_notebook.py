@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import nbformat
+import numpy as np
 import pytest
 from conftest import REPO
 
@@ -53,3 +54,53 @@ def test_the_notebook_runs_the_chapter_and_the_comparison(tmp_path):
     assert result["baseline"] == ["pca"]
     assert result["best_epoch"] > 10  # trained, stopped early on the validation loss
     assert not list(tmp_path.iterdir())  # it writes nothing next to itself
+
+
+def fake_zeisel(path, n_cells=420, n_genes=1100, seed=0):
+    """A Zeisel-format file big enough for the book's preprocessing (1000 genes, 200
+    expressed genes per cell): 3 types, each with its own 60 raised genes."""
+    from conftest import LEVEL1, zeisel_text
+
+    rng = np.random.default_rng(seed)
+    types = np.arange(n_cells) % len(LEVEL1)
+    rates = np.full((n_genes, n_cells), 1.0)
+    for t in range(len(LEVEL1)):
+        rates[t * 60 : (t + 1) * 60, types == t] = 8.0
+    counts = rng.poisson(rates)
+    cell_ids = [f"1772071015_C{i:03d}" for i in range(n_cells)]
+    level1 = [LEVEL1[t] for t in types]
+    genes = [f"G{j}" for j in range(n_genes)]
+    path.write_text(zeisel_text(counts, cell_ids, level1, level1, genes))
+
+
+@pytest.mark.installed
+def test_the_notebook_switches_to_the_books_data(tmp_path, monkeypatch):
+    """ZEISEL = True reads the book's data through scembed.datasets.zeisel2015: here from
+    its cache, filled beforehand from a local file in the book's format (no internet)."""
+    from nbclient import NotebookClient
+
+    import scembed
+
+    source = tmp_path / "expression.txt"
+    fake_zeisel(source)
+    cache = tmp_path / "cache"
+    scembed.datasets.zeisel2015(cache_dir=cache, urls=[source.as_uri()])
+    monkeypatch.setenv("SCEMBED_CACHE_DIR", str(cache))  # the kernel inherits it
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    first = next(cell for cell in notebook.cells if cell.cell_type == "code")
+    assert first.source.startswith("ZEISEL = False")
+    first.source = "ZEISEL = True\nSEEDS = [0]"
+    notebook.cells.append(nbformat.v4.new_code_cell(REPORT))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    client = NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": workdir}}
+    )
+    client.execute()
+    stdout = "".join(
+        output.get("text", "") for output in notebook.cells[-1].outputs if output.name == "stdout"
+    )
+    result = json.loads(stdout)
+    runs = sorted(map(tuple, result["runs"]))
+    assert runs == [("pca", "0"), ("vae", "0"), ("vae_improved", "0")]
+    assert all(0 < ari <= 1 for ari in result["ari"])
