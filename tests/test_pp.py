@@ -117,3 +117,13 @@ def test_book_checks_its_parameters_as_the_config(pbmc):
         scembed.pp.book(pbmc, n_top_genes="many")
     with pytest.raises(ValueError, match="only 765 genes"):
         scembed.pp.book(pbmc, n_top_genes=1000)  # the schema's default, too many here
+
+
+def test_book_says_the_fix_as_its_keywords(pbmc):
+    """The preprocessing's errors name config keys for the workflow; from a notebook the
+    fix is a keyword of pp.book, and following it works."""
+    with pytest.raises(ValueError, match=r"only 765 genes\. Pass n_top_genes=765\.$"):
+        scembed.pp.book(pbmc)  # the schema's 1000 genes
+    with pytest.raises(ValueError, match=r"Lower `min_genes` .*\(keywords of scembed\.pp\.book\)"):
+        scembed.pp.book(pbmc, n_top_genes=765, min_genes=700)
+    assert scembed.pp.book(pbmc, n_top_genes=765, min_genes=50).n_vars == 765

@@ -8,6 +8,8 @@ defaults, any of which a keyword overrides.
 
 from __future__ import annotations
 
+import re
+
 import anndata as ad
 
 from scembed.api_support import obs_key, section_params
@@ -107,4 +109,21 @@ def book(
     raw = ad.AnnData(X=counts.copy(), obs=adata.obs.copy(), var=adata.var.copy())
     provenance = dict(adata.uns.get("provenance", {"source": "anndata"}))
     raw = finish(raw, label_key, where, provenance, batch_key)
-    return preprocess(raw, **params)
+    try:
+        return preprocess(raw, **params)
+    except DataError as err:  # the job's fix names the config; a notebook passes keywords
+        raise DataError(as_keywords(str(err))) from None
+
+
+def as_keywords(message: str) -> str:
+    """A preprocessing error's fix as this function's keywords instead of config keys:
+    "Set `preprocess: {n_top_genes: 765}` under this dataset" -> "Pass n_top_genes=765"."""
+
+    def keyword(match: re.Match) -> str:
+        value = match[3] if match[3].isdigit() else repr(match[3])
+        return f"{'P' if match[1] == 'S' else 'p'}ass {match[2]}={value}"
+
+    message = re.sub(
+        r"([Ss])et `preprocess: \{(\w+): ([^}]+)\}` under this dataset", keyword, message
+    )
+    return re.sub(r" under this dataset's `preprocess`", " (keywords of scembed.pp.book)", message)
