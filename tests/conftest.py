@@ -18,7 +18,7 @@ import pytest
 import scipy.sparse as sp
 import yaml
 
-from scembed.schema import load_schema
+from scembed.schema import section_defaults
 from scembed.sources import ZEISEL_FIELDS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +42,19 @@ def snakemake(
     """Run this repository's Snakefile with ``workdir`` as working directory (in ``env``,
     by default this process's environment)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    cmd = [
+    return subprocess.run(
+        snakemake_command(workdir, *args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=workdir,
+        env=env,
+    )
+
+
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    """The command line that runs this repository's Snakefile in ``workdir``."""
+    return [
         *SNAKEMAKE,
         "-s",
         str(REPO / "workflow" / "Snakefile"),
@@ -50,9 +62,6 @@ def snakemake(
         str(workdir),
         *args,
     ]
-    return subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir, env=env
-    )
 
 
 class _NoSnakemake(subprocess.Popen):
@@ -80,10 +89,7 @@ def _workflow_marker_is_honest(request, monkeypatch):
 def schema_defaults(section: str) -> dict:
     """The schema's defaults of a top-level section (``preprocess``, ``cluster``): the one
     home of the defaults, which the library's signatures do not restate."""
-    schema = load_schema()
-    return {
-        key: spec["default"] for key, spec in schema["properties"][section]["properties"].items()
-    }
+    return section_defaults(section)
 
 
 def write_config(path: Path, config: dict) -> Path:

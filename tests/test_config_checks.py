@@ -15,6 +15,7 @@ from scembed.config_checks import (
     selected_methods,
     too_few_cells,
 )
+from scembed.presets import vae_spec_params
 
 # --------------------------------------------------------------------------- too few cells
 
@@ -54,6 +55,16 @@ def test_a_presets_minibatch_is_checked_without_a_batch_size_in_the_config():
     problems = too_few_cells(140, "datasets.d", n_neighbors=15, **SPLIT, vae_methods=improved)
     assert train < 128 and len(problems) == 1
     assert "method vae (batch_size 128, drop_last true)" in problems[0]
+
+
+def test_a_vaes_resolved_params_are_checked_as_its_config_entry():
+    """The plan hands over each VAE's VAEParams, resolved once, instead of its entry."""
+    methods = {"vae": {"kind": "vae", "preset": "improved"}, "small": {"kind": "vae"}}
+    resolved = {name: vae_spec_params(spec) for name, spec in methods.items()}
+    for n_cells in (80, 140, 1000):
+        by_entry = too_few_cells(n_cells, "d", n_neighbors=15, **SPLIT, vae_methods=methods)
+        by_params = too_few_cells(n_cells, "d", n_neighbors=15, **SPLIT, vae_methods=resolved)
+        assert by_params == by_entry
 
 
 def test_too_few_cells_for_the_split_and_the_minimum():

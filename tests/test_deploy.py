@@ -4,6 +4,7 @@ folder that is not a clone (docs/deployment.md)."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,11 @@ import pytest
 import yaml
 from conftest import DEFAULT_PLAN, REPO
 from dry_run import job_counts
+from snakemake.utils import validate
+
+from scembed.methods import KINDS
+from scembed.plan import load_plan
+from scembed.schema import SCHEMA_PATH
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 SNAKEDEPLOY = str(Path(sys.executable).with_name("snakedeploy"))
@@ -47,22 +53,31 @@ def run(command: list[str], cwd: Path, timeout: int = 900) -> str:
 
 
 def plan_of_the_test_config() -> dict[str, int]:
-    """The jobs of .test/config/config.yaml (one dataset)."""
+    """The jobs of .test/config/config.yaml, from its plan: each embedding rule (KINDS)
+    once per run of its methods."""
     config = yaml.safe_load(TEST_CONFIG.read_text())
-    runs = len(config["methods"]) * len(config["seeds"])
-    seeds = len(config["seeds"])
-    return {
-        "import_dataset": 1,
-        "preprocess": 1,
-        "embed_pca": seeds,
-        "train_vae": seeds,
-        "cluster": runs,
+    plan = load_plan(config, validate=functools.partial(validate, schema=str(SCHEMA_PATH)))
+    datasets, seeds = len(plan.datasets), len(plan.seeds)
+    downloads = sum("download" in plan.import_inputs(name) for name in plan.datasets)
+    batches = len(plan.batch_datasets)
+    counts = {
+        "download_zeisel": downloads,
+        "import_dataset": datasets,
+        "preprocess": datasets,
+        **{
+            rule: datasets * seeds * len(plan.methods_of_rule(rule))
+            for rule in {kind.rule for kind in KINDS.values()}
+        },
+        "cluster": datasets * seeds * len(plan.methods),
+        "integration": batches * seeds * len(plan.methods),
         "summarize": 1,
         "compare": 1,
-        "plot_dataset": 1,
+        "plot_dataset": datasets,
+        "plot_integration": batches,
         "provenance": 1,
         "all": 1,
     }
+    return {rule: count for rule, count in counts.items() if count}
 
 
 # --------------------------------------------------------------------------- .test

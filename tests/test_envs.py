@@ -113,6 +113,22 @@ def library_requirements() -> list[Requirement]:
     return [Requirement(line) for line in project["dependencies"]]
 
 
+def library_dependency_problems(env_file: Path) -> list[str]:
+    """Why pip would install more than the library into this env (empty: it would not):
+    each dependency of the library the env lacks, or pins outside the library's range."""
+    pins = conda_pins(env_file)
+    problems = []
+    for requirement in library_requirements():
+        name = normalize(requirement.name)
+        if name not in pins:
+            problems.append(f"{env_file.name} lacks {requirement.name} (the library needs it)")
+        elif not requirement.specifier.contains(pins[name]):
+            problems.append(
+                f"{env_file.name}: {name}={pins[name]}, but the library needs {requirement}"
+            )
+    return problems
+
+
 def pip_install_plan(
     requirements: list[str], folder: Path, source: Path
 ) -> subprocess.CompletedProcess:
@@ -206,11 +222,7 @@ def test_env_installs_the_library_with_pip(env_file):
 @pytest.mark.parametrize("env_file", ENVS, ids=[p.name for p in ENVS])
 def test_env_holds_every_dependency_of_the_library(env_file):
     """pip then installs the library alone: nothing unpinned from PyPI into the env."""
-    pins = conda_pins(env_file)
-    for requirement in library_requirements():
-        name = normalize(requirement.name)
-        assert name in pins, f"{env_file.name} lacks {requirement.name} (the library needs it)"
-        assert requirement.specifier.contains(pins[name]), (env_file.name, str(requirement))
+    assert library_dependency_problems(env_file) == []
 
 
 def test_the_pip_section_names_this_clone(tmp_path):
@@ -242,9 +254,23 @@ def test_missing_pip_section_is_caught(tmp_path):
     stripped = tmp_path / "stripped.yaml"
     stripped.write_text(yaml.safe_dump(env))
     assert len(pip_section_problems(stripped)) == 1
-    env["dependencies"].remove("numba=0.68.1")
-    stripped.write_text(yaml.safe_dump(env))
-    assert "numba" not in conda_pins(stripped)
+
+
+def test_a_missing_dependency_of_the_library_is_caught(tmp_path):
+    source = REPO / "workflow" / "envs" / "scanpy.yaml"
+    assert library_dependency_problems(source) == []
+    env = yaml.safe_load(source.read_text())
+
+    def named(dep, name: str) -> bool:
+        return isinstance(dep, str) and (match := PIN.match(dep.strip())) and match[1] == name
+
+    without = [dep for dep in env["dependencies"] if not named(dep, "numba")]
+    assert len(without) == len(env["dependencies"]) - 1
+    stripped = tmp_path / "stripped.yaml"
+    stripped.write_text(yaml.safe_dump({**env, "dependencies": without}))
+    assert library_dependency_problems(stripped) == [
+        "stripped.yaml lacks numba (the library needs it)"
+    ]
 
 
 FAKE_CONDA = """#!{python}

@@ -17,7 +17,7 @@ import pandas as pd
 import psutil
 import pytest
 import torch
-from conftest import REPO, SNAKEMAKE, snakemake, synthetic_config, write_config
+from conftest import snakemake, snakemake_command, synthetic_config, write_config
 
 from scembed.embedding import EMBEDDING_KEY
 
@@ -58,14 +58,7 @@ def kill_at_a_random_epoch(workdir: Path, sig: signal.Signals, whole_group: bool
     to the training process (or Snakemake's whole process group); return that epoch."""
     (workdir / LOG).unlink(missing_ok=True)  # the last run's lines must not be read
     epoch = random.randint(3, 20)
-    cmd = [
-        *SNAKEMAKE,
-        "-s",
-        str(REPO / "workflow" / "Snakefile"),
-        "--directory",
-        str(workdir),
-        *ARGS,
-    ]
+    cmd = snakemake_command(workdir, *ARGS)
     with subprocess.Popen(
         [*cmd, "--forcerun", "train_vae", TARGET],
         cwd=workdir,

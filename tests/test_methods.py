@@ -10,7 +10,8 @@ import sys
 import pytest
 from conftest import REPO
 
-from scembed.methods import KINDS, method_kind
+from scembed.methods import KINDS, method_kind, method_value
+from scembed.presets import PRESETS
 from scembed.schema import load_schema
 
 RULES = REPO / "workflow" / "rules"
@@ -59,10 +60,26 @@ def test_where_a_kinds_defaults_live(kind):
     the schema gives none but the preset's own name."""
     properties = load_schema()["$defs"][kind]["properties"]
     defaults = {key for key, spec in properties.items() if "default" in spec}
-    if KINDS[kind].preset_defaults:
+    if KINDS[kind].preset_params is not None:
         assert defaults == {"preset"}
     else:
-        assert "use_batch" in defaults  # scembed.batches.uses_batch reads it
+        assert "use_batch" in defaults  # scembed.methods.method_value reads it
+
+
+@pytest.mark.parametrize("kind", [kind for kind, entry in KINDS.items() if entry.preset_params])
+def test_a_kinds_preset_params_give_every_key_of_its_schema(kind):
+    keys = set(load_schema()["$defs"][kind]["properties"]) - {"kind", "preset"}
+    values = KINDS[kind].preset_params({"kind": kind})
+    assert [key for key in sorted(keys) if not hasattr(values, key)] == []
+
+
+def test_a_methods_value_is_its_own_else_its_presets_else_the_schemas():
+    assert method_value({"kind": "vae", "device": "cpu"}, "device") == "cpu"
+    improved = {"kind": "vae", "preset": "improved"}
+    assert method_value(improved, "batch_size") == PRESETS["improved"]["batch_size"]
+    scvi = load_schema()["$defs"]["scvi"]["properties"]
+    assert method_value({"kind": "scvi"}, "device") == scvi["device"]["default"]
+    assert method_value({"kind": "scvi", "device": "cuda"}, "device") == "cuda"
 
 
 def test_an_unknown_kind_names_the_known_ones():

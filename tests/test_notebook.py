@@ -20,6 +20,9 @@ print(json.dumps({
     "book_ari": book_ari,
     "baseline": sorted(comparison["baseline"].dropna().unique().tolist()),
     "best_epoch": int(book.best_epoch),
+    "label_key": label_key,
+    "n_cells": int(adata.n_obs),
+    "n_preprocessed": int(pre.n_obs),
 }))
 """
 
@@ -32,20 +35,32 @@ def test_the_notebook_is_stored_without_outputs():
     assert all(not cell.outputs and cell.execution_count is None for cell in code)
 
 
-@pytest.mark.installed
-def test_the_notebook_runs_the_chapter_and_the_comparison(tmp_path):
+def run_notebook(workdir, first_cell: str | None = None) -> dict:
+    """Execute the notebook in ``workdir`` (its first cell replaced by ``first_cell``,
+    when given) and return what :data:`REPORT`, appended to it, printed."""
     from nbclient import NotebookClient
 
     notebook = nbformat.read(NOTEBOOK, as_version=4)
+    if first_cell is not None:
+        first = next(cell for cell in notebook.cells if cell.cell_type == "code")
+        assert first.source.startswith("ZEISEL = False")
+        first.source = first_cell
     notebook.cells.append(nbformat.v4.new_code_cell(REPORT))
     client = NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": workdir}}
     )
     client.execute()  # raises CellExecutionError, with the cell and its traceback, on an error
     stdout = "".join(
         output.get("text", "") for output in notebook.cells[-1].outputs if output.name == "stdout"
     )
-    result = json.loads(stdout)
+    return json.loads(stdout)
+
+
+@pytest.mark.installed
+def test_the_notebook_runs_the_chapter_and_the_comparison(tmp_path):
+    result = run_notebook(tmp_path)
+    assert result["label_key"] == "bulk_labels"
+    assert result["n_cells"] == result["n_preprocessed"] == 700  # pbmc68k, no cell dropped
     seeds = ["0", "1", "2"]
     methods = ["pca", "vae", "vae_improved"]
     assert sorted(map(tuple, result["runs"])) == sorted((m, s) for m in methods for s in seeds)
@@ -56,7 +71,10 @@ def test_the_notebook_runs_the_chapter_and_the_comparison(tmp_path):
     assert not list(tmp_path.iterdir())  # it writes nothing next to itself
 
 
-def fake_zeisel(path, n_cells=420, n_genes=1100, seed=0):
+FAKE_CELLS = 420
+
+
+def fake_zeisel(path, n_cells=FAKE_CELLS, n_genes=1100, seed=0):
     """A Zeisel-format file big enough for the book's preprocessing (1000 genes, 200
     expressed genes per cell): 3 types, each with its own 60 raised genes."""
     from conftest import LEVEL1, zeisel_text
@@ -77,8 +95,6 @@ def fake_zeisel(path, n_cells=420, n_genes=1100, seed=0):
 def test_the_notebook_switches_to_the_books_data(tmp_path, monkeypatch):
     """ZEISEL = True reads the book's data through scembed.datasets.zeisel2015: here from
     its cache, filled beforehand from a local file in the book's format (no internet)."""
-    from nbclient import NotebookClient
-
     import scembed
 
     source = tmp_path / "expression.txt"
@@ -86,21 +102,13 @@ def test_the_notebook_switches_to_the_books_data(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     scembed.datasets.zeisel2015(cache_dir=cache, urls=[source.as_uri()])
     monkeypatch.setenv("SCEMBED_CACHE_DIR", str(cache))  # the kernel inherits it
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    first = next(cell for cell in notebook.cells if cell.cell_type == "code")
-    assert first.source.startswith("ZEISEL = False")
-    first.source = "ZEISEL = True\nSEEDS = [0]"
-    notebook.cells.append(nbformat.v4.new_code_cell(REPORT))
     workdir = tmp_path / "work"
     workdir.mkdir()
-    client = NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": workdir}}
-    )
-    client.execute()
-    stdout = "".join(
-        output.get("text", "") for output in notebook.cells[-1].outputs if output.name == "stdout"
-    )
-    result = json.loads(stdout)
+    result = run_notebook(workdir, "ZEISEL = True\nSEEDS = [0]")
+    # the fake's cells and labels, not pbmc68k's: the switch loaded Zeisel's file
+    assert result["label_key"] == "level1class"
+    # every cell expresses ~600 of the 1000 genes kept: none falls below min_genes 200
+    assert result["n_cells"] == result["n_preprocessed"] == FAKE_CELLS
     runs = sorted(map(tuple, result["runs"]))
     assert runs == [("pca", "0"), ("vae", "0"), ("vae_improved", "0")]
     assert all(0 < ari <= 1 for ari in result["ari"])

@@ -4,14 +4,17 @@ changes; the runs, files and params it gives; and each refusal, naming the fix."
 from __future__ import annotations
 
 import copy
+import csv
 import functools
 
 import pytest
-from conftest import synthetic_config
+from conftest import snakemake, synthetic_config, write_config
 from snakemake.utils import validate
 
+from scembed import presets
+from scembed.methods import KINDS
 from scembed.plan import Plan, load_plan, names_regex, params_value
-from scembed.schema import SCHEMA_PATH
+from scembed.schema import SCHEMA_PATH, load_schema
 
 VALIDATE = functools.partial(validate, schema=str(SCHEMA_PATH))
 
@@ -34,8 +37,9 @@ def two_datasets(**overrides) -> dict:
 
 def test_the_plan_sorts_filters_and_leaves_the_config_alone():
     config = two_datasets(only_methods="scvi, pca", results_dir="out/./runs/")
-    plan = plan_of(config)
+    VALIDATE(config)  # the schema's defaults, the one change the plan makes
     given = copy.deepcopy(config)
+    plan = plan_of(config)
     assert plan.datasets == ["other", "synthetic"]
     assert list(plan.methods) == ["pca", "scvi"]  # the config's order
     assert plan.method_names == ["pca", "scvi"]
@@ -46,7 +50,9 @@ def test_the_plan_sorts_filters_and_leaves_the_config_alone():
     assert config["methods"]["vae"]["max_epochs"] == 15
     plan.final_outputs()
     plan.dataset_runs("other")
-    assert config == given  # reading the plan changes nothing
+    plan.run_config()
+    plan.method_device("scvi")
+    assert config == given  # building and reading the plan change nothing
 
 
 def test_the_methods_of_each_rule_and_those_with_a_history():
@@ -113,6 +119,38 @@ def test_params_are_canonical_and_keep_finished_runs():
     assert plan.variants == {}
 
 
+def test_the_params_of_integration_threads_and_provenance():
+    config = two_datasets(compute_threads={"train": 2}, seeds=[1, 0])
+    config["datasets"]["other"]["cluster"] = {"knn_search": "exact"}
+    plan = plan_of(config)
+    assert plan.integration_params("other") == {"batch_key": "batch", "knn_search": "exact"}
+    assert plan.integration_params("synthetic") == {"batch_key": None, "knn_search": "auto"}
+    assert (plan.compute_threads("train"), plan.compute_threads("cluster")) == (2, 1)
+    run_config = plan.run_config()
+    assert run_config["seeds"] == [0, 1] and list(run_config) == sorted(run_config)
+    assert run_config["methods"] == params_value(plan.methods)
+
+
+def test_a_methods_device_is_its_own_else_its_presets_else_the_schemas(monkeypatch):
+    """The gpu a training job asks for follows the device the job trains on: a preset's
+    device counts where the method gives none (every shipped preset says auto, so a
+    preset is changed here to show that the preset is read)."""
+    config = two_datasets()
+    config["methods"]["vae_cpu"] = {"kind": "vae", "max_epochs": 15, "device": "cpu"}
+    config["methods"]["vae_stable"] = {"kind": "vae", "max_epochs": 15, "preset": "stable"}
+    stable = {**presets.PRESETS["stable"], "device": "cuda:1"}
+    monkeypatch.setitem(presets.PRESETS, "stable", stable)
+    plan = plan_of(config)
+    assert plan.method_device("vae_cpu") == "cpu"
+    assert plan.method_device("vae_stable") == "cuda:1"
+    for name in ("vae", "vae_stable"):  # the preset's value, as the job resolves it
+        spec = plan.methods[name]
+        assert "device" not in spec
+        assert plan.method_device(name) == KINDS["vae"].preset_params(spec).device
+    scvi_default = load_schema()["$defs"]["scvi"]["properties"]["device"]["default"]
+    assert plan.method_device("scvi") == scvi_default
+
+
 REFUSALS = {
     "repeated seed": ({"seeds": [0, 1, 0]}, "seeds [0, 1, 0] lists 0 more than once"),
     "unknown baseline": (
@@ -162,4 +200,31 @@ def test_a_vae_whose_preset_does_not_resolve_is_named():
 def test_a_config_validated_already_needs_no_validator():
     config = two_datasets()
     VALIDATE(config)
-    assert load_plan(config).datasets == plan_of(two_datasets()).datasets
+    assert load_plan(config) == plan_of(two_datasets())
+
+
+@pytest.mark.workflow
+def test_the_final_outputs_are_what_the_summary_rules_write(tmp_path):
+    """SUMMARY_FILES and DATASET_FIGURES (the plan's final outputs, `rule all`'s input)
+    name every file the rules write under summary/: a file added to, or dropped from, the
+    rules summarize, compare, provenance, plot_dataset or plot_integration fails here.
+    Snakemake's --summary lists the outputs of every job the plan needs, without running."""
+    config = two_datasets(only_methods="pca, vae")
+    plan = plan_of(copy.deepcopy(config))
+    configfile = write_config(tmp_path / "config.yaml", config)
+    result = snakemake(tmp_path / "work", "--configfile", str(configfile), "--summary")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = list(csv.DictReader(result.stdout.splitlines(), delimiter="\t"))
+    written = {
+        row["output_file"]
+        for row in rows
+        if row["output_file"].startswith(f"{plan.results}/summary/")
+    }
+    assert written == set(plan.final_outputs())
+    assert {row["rule"] for row in rows if row["output_file"] in written} == {
+        "summarize",
+        "compare",
+        "provenance",
+        "plot_dataset",
+        "plot_integration",
+    }

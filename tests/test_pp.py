@@ -127,3 +127,46 @@ def test_book_says_the_fix_as_its_keywords(pbmc):
     with pytest.raises(ValueError, match=r"Lower `min_genes` .*\(keywords of scembed\.pp\.book\)"):
         scembed.pp.book(pbmc, n_top_genes=765, min_genes=700)
     assert scembed.pp.book(pbmc, n_top_genes=765, min_genes=50).n_vars == 765
+
+
+def test_book_reads_raw_counts_from_adata_raw(pbmc):
+    """layer="raw" reads adata.raw.X with adata.raw's genes, as the config's
+    ``counts_layer: raw``; logged X with the counts in .raw says so."""
+    logged = ad.AnnData(
+        X=sp.csr_matrix(np.log1p(pbmc.X.toarray()), dtype=np.float32),
+        obs=pbmc.obs.copy(),
+        var=pd.DataFrame(index=pbmc.var_names),
+        uns={"label_key": "bulk_labels"},
+    )
+    logged.raw = pbmc
+    with pytest.raises(ValueError, match=r"are in \.raw\.X: pass layer='raw'\.$"):
+        scembed.pp.book(logged, **SMALL)
+    pre = scembed.pp.book(logged, layer="raw", **SMALL)
+    reference = scembed.pp.book(pbmc, **SMALL)
+    counts = reference.layers["counts"].toarray()
+    np.testing.assert_array_equal(pre.layers["counts"].toarray(), counts)
+    assert list(pre.var_names) == list(reference.var_names)
+
+
+def test_book_frees_its_copy_of_the_counts_once_the_genes_are_chosen(pbmc, monkeypatch):
+    """pp.book keeps no reference to the counts it hands to preprocess(), which frees them
+    after choosing the genes: on atlas data the full matrix is not held twice."""
+    import weakref
+
+    import scembed.preprocess as preprocess
+
+    choose, batch_key_of = preprocess.select_genes, preprocess.batch_key_of
+    handed, alive = [], []
+
+    def select_genes(adata, *args):
+        handed.append(weakref.ref(adata))
+        return choose(adata, *args)
+
+    def after_the_genes(adata):  # runs after preprocess() has dropped its reference
+        alive.append(handed[0]() is not None)
+        return batch_key_of(adata)
+
+    monkeypatch.setattr(preprocess, "select_genes", select_genes)
+    monkeypatch.setattr(preprocess, "batch_key_of", after_the_genes)
+    scembed.pp.book(pbmc, **SMALL)
+    assert alive == [False]

@@ -322,3 +322,19 @@ def test_a_single_batch_left_by_the_cell_filter_drops_the_batch_key(raw, caplog)
         "('deep'): the integration (batch) scores are skipped and uns['batch_key'] is "
         "removed" in caplog.text
     )
+
+
+def test_preprocess_reads_a_path_as_the_workflow_job_gives_it(raw, tmp_path):
+    """The job passes its input's path, so that only preprocess() holds the full counts:
+    the result is the same as from the AnnData."""
+    from scembed.runtime import write_h5ad
+
+    path = tmp_path / "raw.h5ad"
+    write_h5ad(raw, path)
+    params = {**DEFAULTS, **SPLIT}
+    from_path = preprocess(str(path), **params)
+    from_adata = preprocess(ad.read_h5ad(path), **params)
+    assert (from_path.X != from_adata.X).nnz == 0
+    assert (from_path.layers["counts"] != from_adata.layers["counts"]).nnz == 0
+    pd.testing.assert_frame_equal(from_path.obs, from_adata.obs)
+    assert list(from_path.var_names) == list(from_adata.var_names)

@@ -8,7 +8,13 @@ import sys
 import numpy as np
 import pytest
 
-from scembed.threads import blas_threads, compute_threads, pin_numba_threads
+from scembed.threads import (
+    blas_threads,
+    compute_threads,
+    numba_threads,
+    pin_numba_threads,
+    torch_threads,
+)
 
 
 def test_the_configured_count_wins_over_what_the_scheduler_gives():
@@ -46,7 +52,7 @@ def test_pinning_after_numba_is_imported_sets_what_it_can_and_names_the_fix():
     try:
         pin_numba_threads(1)
         assert numba.get_num_threads() == 1
-        with pytest.raises(RuntimeError, match="before importing scanpy"):
+        with pytest.raises(ValueError, match="NUMBA_NUM_THREADS=.* before importing scanpy"):
             pin_numba_threads(numba.config.NUMBA_NUM_THREADS + 1)
     finally:
         numba.set_num_threads(before)
@@ -65,3 +71,33 @@ def test_blas_threads_limit_inside_the_block_only():
         assert all(n == 1 for n in counts())
         np.ones((50, 50)) @ np.ones((50, 50))
     assert counts() == outside
+
+
+def test_numba_threads_are_restored_after_the_block_whatever_it_raised():
+    import numba
+
+    before = numba.get_num_threads()
+    with numba_threads(1):
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before
+    with pytest.raises(KeyError), numba_threads(1):
+        raise KeyError("the call failed")
+    assert numba.get_num_threads() == before
+    too_many = numba.config.NUMBA_NUM_THREADS + 1
+    fix = f"set the environment variable NUMBA_NUM_THREADS={too_many}"
+    with pytest.raises(ValueError, match=fix), numba_threads(too_many):
+        pass
+    assert numba.get_num_threads() == before
+
+
+def test_torch_threads_are_restored_after_the_block_whatever_it_raised():
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with pytest.raises(KeyError), torch_threads(1):
+            assert torch.get_num_threads() == 1
+            raise KeyError("the call failed")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -1,7 +1,7 @@
 """What the API's functions share: their parameters' defaults from the config schema
-(:func:`section_params`), the obs keys they default to (:func:`obs_key`), the split and
-batches they read (:func:`split_of`, :func:`batches_of`), and their ``threads=``
-(:func:`call_threads`).
+(:func:`section_params`), the obs keys they default to
+(:func:`obs_key`), the split and batches they read (:func:`split_of`,
+:func:`batches_of`), and their ``threads=`` (:func:`call_threads`).
 
 The workflow's jobs fix their thread counts for the whole process
 (:mod:`scembed.threads`); a notebook keeps its process, so :func:`call_threads` sets
@@ -16,17 +16,20 @@ import contextlib
 import numpy as np
 
 from scembed.checks import DataError, check_batches, describe_candidates, label_columns
+from scembed.schema import cached_schema
+from scembed.threads import blas_threads, numba_threads, torch_threads
 
 
 def section_params(section: str, **overrides) -> dict:
     """The schema's defaults of the config section ``section`` (``preprocess``,
     ``cluster``) updated with ``overrides``, checked against the schema as a config is
     (ValueError naming the key and what it allows) and typed as the workflow types its
-    rule params (``1`` and ``1.0`` alike), so that the numbers are the workflow's."""
+    rule params (:func:`scembed.plan.params_value`: ``1`` and ``1.0`` alike), so that
+    the numbers are the workflow's."""
     import jsonschema
 
-    from scembed.canonical import canonical, schema_number_keys
-    from scembed.schema import load_schema, section_defaults
+    from scembed.plan import params_value
+    from scembed.schema import section_defaults
 
     defaults = section_defaults(section)
     unknown = sorted(set(overrides) - set(defaults))
@@ -35,13 +38,14 @@ def section_params(section: str, **overrides) -> dict:
             f"unknown {section} parameter(s) {unknown}; the parameters are {sorted(defaults)}"
         )
     params = {**defaults, **overrides}
-    schema = load_schema()
     try:
-        jsonschema.validate(params, {"$defs": schema["$defs"], "$ref": f"#/$defs/{section}"})
+        jsonschema.validate(
+            params, {"$defs": cached_schema()["$defs"], "$ref": f"#/$defs/{section}"}
+        )
     except jsonschema.ValidationError as err:
         key = ".".join(map(str, err.absolute_path)) or section
         raise ValueError(f"{section}.{key}: {err.message}") from None
-    return canonical(params, *schema_number_keys(schema))
+    return params_value(params)
 
 
 def obs_key(adata, given: str | None, kind: str) -> str | None:
@@ -92,56 +96,18 @@ def batches_of(adata, batch_key: str | None, label_key: str | None = None):
 
 
 @contextlib.contextmanager
-def _threads(get, set_, n: int):
-    """``set_(n)`` inside the block, the count ``get()`` gave before it after it."""
-    before = get()
-    set_(n)
-    try:
-        yield
-    finally:
-        set_(before)
-
-
-def torch_threads(n: int):
-    """torch's intra-op threads are ``n`` inside the block, what they were after it."""
-    import torch
-
-    return _threads(torch.get_num_threads, torch.set_num_threads, n)
-
-
-def numba_threads(n: int):
-    """numba's parallel kernels (pynndescent's NN-descent) run on ``n`` threads inside the
-    block, and on what they had before after it.
-
-    numba's pool is sized when numba is imported (``NUMBA_NUM_THREADS``, by default one
-    thread per core); a larger ``n`` cannot be set in this process and raises ValueError
-    naming the fix."""
-    import numba
-
-    pool = numba.config.NUMBA_NUM_THREADS
-    if n > pool:
-        raise ValueError(
-            f"threads={n} but numba's thread pool has {pool} threads in this process; "
-            f"use threads <= {pool}, or set the environment variable NUMBA_NUM_THREADS={n} "
-            "before importing scanpy or scembed.tl"
-        )
-    return _threads(numba.get_num_threads, numba.set_num_threads, n)
-
-
-@contextlib.contextmanager
 def call_threads(threads, *, torch: bool = False, numba: bool = False):
     """Compute on ``threads`` threads inside the block: OpenMP/BLAS always, torch and
-    numba where asked; each is restored after the block. ``threads`` None changes nothing."""
+    numba where asked; each is restored after the block (:mod:`scembed.threads`).
+    ``threads`` None changes nothing."""
     n = checked_threads(threads)
     if n is None:
         yield
         return
-    from threadpoolctl import threadpool_limits
-
     with contextlib.ExitStack() as stack:
         if numba:
             stack.enter_context(numba_threads(n))
         if torch:
             stack.enter_context(torch_threads(n))
-        stack.enter_context(threadpool_limits(limits=n))
+        stack.enter_context(blas_threads(n))
         yield

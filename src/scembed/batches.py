@@ -33,19 +33,11 @@ def batch_codes(obs: pd.DataFrame, key: str) -> tuple[np.ndarray, list[str]]:
 
 
 def uses_batch(method: dict) -> bool:
-    """Whether a method (a config entry, its schema defaults filled in) uses the batch:
-    its ``use_batch``, else its preset's (``kind: vae``) or the schema's default."""
-    from scembed.methods import method_kind
+    """Whether a method (a config entry) uses the batch: its ``use_batch``, else its
+    preset's (``kind: vae``) or the schema's default (scembed.methods.method_value)."""
+    from scembed.methods import method_value
 
-    if "use_batch" in method:
-        return bool(method["use_batch"])
-    if method_kind(method).preset_defaults:
-        from scembed.presets import vae_spec_params
-
-        return vae_spec_params(method).use_batch
-    from scembed.schema import load_schema
-
-    return bool(load_schema()["$defs"][method["kind"]]["properties"]["use_batch"]["default"])
+    return bool(method_value(method, "use_batch"))
 
 
 def cramers_v(labels, batches) -> float:

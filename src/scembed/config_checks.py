@@ -9,7 +9,7 @@ the data they rely on (the minimum of cells, the split's arithmetic) are in
 from __future__ import annotations
 
 from scembed.checks import MIN_CELLS, split_sizes
-from scembed.presets import vae_spec_params
+from scembed.presets import VAEParams, vae_spec_params
 
 PBMC68K_CELLS = 700  # scanpy's pbmc68k_reduced
 
@@ -25,9 +25,10 @@ def known_cell_count(dataset: dict) -> int | None:
     return None
 
 
-def vae_minibatch(spec: dict) -> tuple[int, bool]:
-    """(batch_size, drop_last) of a ``kind: vae`` method, its preset filled in."""
-    params = vae_spec_params(spec)
+def vae_minibatch(method: dict | VAEParams) -> tuple[int, bool]:
+    """(batch_size, drop_last) of a ``kind: vae`` method: its config entry, its preset
+    filled in, or its VAEParams resolved already."""
+    params = method if isinstance(method, VAEParams) else vae_spec_params(method)
     return params.batch_size, params.drop_last
 
 
@@ -44,8 +45,9 @@ def too_few_cells(
 
     Checks the cells against the preprocessing's minimum, the train/validation split,
     ``cluster.n_neighbors`` and each VAE method's minibatch (``vae_methods``: name to
-    config spec). ``where`` names the dataset in the messages (``datasets.NAME``). The
-    filter ``min_genes`` can only remove cells, so a problem found here is certain.
+    its config entry or its resolved VAEParams). ``where`` names the dataset in the
+    messages (``datasets.NAME``). The filter ``min_genes`` can only remove cells, so a
+    problem found here is certain.
     """
     problems = []
     fix_cells = f"or give {where} more cells"
@@ -70,8 +72,8 @@ def too_few_cells(
             f"{fix_cells}."
         )
         return problems
-    for name, spec in (vae_methods or {}).items():
-        batch_size, drop_last = vae_minibatch(spec)
+    for name, method in (vae_methods or {}).items():
+        batch_size, drop_last = vae_minibatch(method)
         if split["train"] < (batch_size if drop_last else 2):
             problems.append(
                 f"{where}: {n_cells} cells give {split['train']} training cells, fewer than "

@@ -42,9 +42,9 @@ def cache_folder(cache_dir: str | os.PathLike | None = None) -> Path:
 
 def source_defaults(source: str) -> dict:
     """The schema's defaults of a dataset of ``source`` (``label_key``, ``urls``...)."""
-    from scembed.schema import load_schema
+    from scembed.schema import cached_schema
 
-    for branch in load_schema()["$defs"]["dataset"]["allOf"]:
+    for branch in cached_schema()["$defs"]["dataset"]["allOf"]:
         if branch["if"]["properties"]["source"].get("const") == source:
             properties = branch["then"].get("properties", {})
             return {key: spec["default"] for key, spec in properties.items() if "default" in spec}
@@ -53,9 +53,9 @@ def source_defaults(source: str) -> dict:
 
 def download_settings(**overrides) -> dict:
     """The schema's ``download`` defaults (timeouts, retries) updated with ``overrides``."""
-    from scembed.schema import load_schema
+    from scembed.schema import cached_schema
 
-    properties = load_schema()["$defs"]["download"]["properties"]
+    properties = cached_schema()["$defs"]["download"]["properties"]
     defaults = {key: spec["default"] for key, spec in properties.items()}
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:

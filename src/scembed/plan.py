@@ -4,8 +4,8 @@ where their files go, and each job's params.
 :func:`load_plan` checks the config (repeated seeds, the schema, ``only_datasets`` and
 ``only_methods``, the baseline, each VAE's parameters, the cells each dataset needs,
 ``variant_of``) and raises ValueError naming the problem and the fix; the workflow
-(``rules/common.smk``) builds it once, turns the error into a WorkflowError, and its
-rules read the :class:`Plan`. The config itself is never changed, except for the
+(``workflow/rules/common.smk``) builds it once, turns the error into a WorkflowError,
+and its rules read the :class:`Plan`. The config itself is never changed, except for the
 schema's defaults that validation fills in.
 
 The params of a rule are :func:`params_value`: keys sorted and numbers typed as the
@@ -28,8 +28,7 @@ from scembed.config_checks import (
     selected_methods,
     too_few_cells,
 )
-from scembed.methods import KINDS
-from scembed.presets import vae_spec_params
+from scembed.methods import KINDS, method_value
 from scembed.schema import load_schema
 
 SUMMARY_FILES = (
@@ -41,11 +40,14 @@ SUMMARY_FILES = (
     "variants.tsv",
     "provenance.json",
 )
-"""The files of {results_dir}/summary/ that a complete run writes."""
+"""The files of {results_dir}/summary/ that a complete run writes: the outputs of the
+rules summarize, compare and provenance (tests/test_plan.py checks they agree)."""
 DATASET_FIGURES = ("metrics", "umaps", "losses", "heatmap")
-"""The figures of {results_dir}/summary/{dataset}/ (.png) of every dataset."""
-SOURCE_ONLY_KEYS = ("preprocess", "cluster", "download", "variant_of")
-"""A dataset's keys that change neither its download nor its import."""
+"""The figures of {results_dir}/summary/{dataset}/ (.png) of every dataset: rule
+plot_dataset's outputs."""
+NON_SOURCE_KEYS = ("preprocess", "cluster", "download", "variant_of")
+"""A dataset's keys that are not source options: they change neither its download nor
+its import (:meth:`Plan.source_params` leaves them out)."""
 
 
 @functools.cache
@@ -129,7 +131,7 @@ class Plan:
             {
                 key: value
                 for key, value in self.dataset(dataset).items()
-                if key not in SOURCE_ONLY_KEYS
+                if key not in NON_SOURCE_KEYS
                 # the default of a key added later: finished imports do not rerun for it
                 and not (key == "n_batches" and value == 1)
             }
@@ -145,6 +147,30 @@ class Plan:
 
     def _section(self, dataset: str, section: str) -> dict:
         return params_value({**self.config[section], **self.dataset(dataset).get(section, {})})
+
+    def integration_params(self, dataset: str) -> dict:
+        """The dataset's batch column and the clustering's neighbour search
+        (``knn_search``), which the LISI's 90-neighbour search follows."""
+        return {
+            "batch_key": self.batch_key(dataset),
+            "knn_search": self.cluster_params(dataset)["knn_search"],
+        }
+
+    def compute_threads(self, stage: str) -> int:
+        """The threads a job of ``stage`` ("train" or "cluster") computes with (the
+        config's ``compute_threads``; 0: the job's Snakemake threads): a params value, so
+        that a change reruns the jobs whose numbers it changes."""
+        return self.config["compute_threads"][stage]
+
+    def run_config(self) -> dict:
+        """The config of the run, as its provenance records it: only the methods that
+        run, the seeds sorted."""
+        return params_value({**self.config, "methods": self.methods, "seeds": self.seeds})
+
+    def method_device(self, method: str) -> str:
+        """The device a training method's jobs train on: its ``device``, else its
+        preset's (``kind: vae``) or the schema's default (scembed.methods.method_value)."""
+        return method_value(self.methods[method], "device")
 
     def method_params(self, method: str, dataset: str) -> dict:
         """The method's config; ``use_batch`` only where the dataset has a ``batch_key``,
@@ -233,30 +259,36 @@ def load_plan(config: dict, validate: Callable[[dict], object] | None = None) ->
             f"baseline {plan.baseline!r} is not one of the methods {plan.method_names}; set "
             "`baseline` to one of them, `auto` (pca when there is one) or `none`."
         )
-    check_method_params(plan)
-    check_known_cell_counts(plan)
+    preset_params = check_method_params(plan)
+    check_known_cell_counts(plan, preset_params)
     check_dataset_variants(plan)
     return plan
 
 
-def check_method_params(plan: Plan) -> None:
+def check_method_params(plan: Plan) -> dict[str, object]:
     """Each method whose values come from a preset resolves (a VAE's warm-up below its
-    epochs, ...): fails before any job, naming the method."""
+    epochs, ...): fails before any job, naming the method. Returns the resolved values of
+    those methods (name -> their kind's ``preset_params``)."""
+    resolved = {}
     for name, spec in plan.methods.items():
-        if KINDS[spec["kind"]].preset_defaults:
-            try:
-                vae_spec_params(spec)
-            except ValueError as err:
-                raise ValueError(f"methods.{name}: {err}; change it there.") from None
+        preset_params = KINDS[spec["kind"]].preset_params
+        if preset_params is None:
+            continue
+        try:
+            resolved[name] = preset_params(spec)
+        except ValueError as err:
+            raise ValueError(f"methods.{name}: {err}; change it there.") from None
+    return resolved
 
 
-def check_known_cell_counts(plan: Plan) -> None:
+def check_known_cell_counts(plan: Plan, preset_params: dict[str, object]) -> None:
     """Datasets whose cells the config fixes (synthetic, pbmc68k) must have enough of them
-    for the split, ``cluster.n_neighbors`` and each VAE's minibatch: fail before any job.
+    for the split, ``cluster.n_neighbors`` and each VAE's minibatch (its VAEParams in
+    ``preset_params``, from :func:`check_method_params`): fail before any job.
     Datasets read from files are checked by the job that needs the cells (preprocess,
     train_vae, cluster), as soon as their number is known."""
     problems = []
-    vae_methods = {name: plan.methods[name] for name in plan.methods_of_kind("vae")}
+    vae_methods = {name: preset_params[name] for name in plan.methods_of_kind("vae")}
     for name in plan.datasets:
         n_cells = known_cell_count(plan.dataset(name))
         if n_cells is None:

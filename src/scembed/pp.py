@@ -8,12 +8,10 @@ defaults, any of which a keyword overrides.
 
 from __future__ import annotations
 
-import re
-
 import anndata as ad
 
 from scembed.api_support import obs_key, section_params
-from scembed.checks import DataError, check_counts, check_labels
+from scembed.checks import DataError, check_labels
 
 __all__ = ["book"]
 
@@ -49,7 +47,10 @@ def book(
         and recorded in ``uns["batch_key"]`` for the methods and the integration scores.
         None: ``adata.uns["batch_key"]`` when there is one, else no batch.
     layer
-        Layer holding the counts; None reads ``X``.
+        Layer holding the counts; None reads ``X``, and ``"raw"`` (without a layer of
+        that name) ``adata.raw.X`` with ``adata.raw``'s genes, as the config's
+        ``counts_layer``. When the matrix read holds no counts but another does, the
+        error names it.
     **overrides
         Keys of the config's ``preprocess`` section (``gene_selection``,
         ``n_top_genes``, ``min_genes``, ``target_sum``, ``log1p``,
@@ -72,7 +73,8 @@ def book(
     ValueError
         With the workflow's message naming the problem and the fix: counts that are not
         non-negative integers, a missing or single-valued label column, a bad batch
-        column, an unknown parameter, too few cells or genes.
+        column, an unknown parameter, too few cells or genes. A fix is said as this
+        function's keywords ("Pass n_top_genes=765.").
 
     Examples
     --------
@@ -82,48 +84,60 @@ def book(
     >>> pre.obs["split"].value_counts()
     """
     from scembed.preprocess import preprocess
-    from scembed.sources import finish, holds_counts
+    from scembed.sources import finish
+    from scembed.sources.readers import check_count_matrix, count_matrices
 
     params = section_params("preprocess", **overrides)
     label_key = obs_key(adata, label_key, "label")
     check_labels(adata.obs, label_key, "adata")  # before the counts, as an import does
     batch_key = obs_key(adata, batch_key, "batch")
-    if layer is not None and layer not in adata.layers:
+    matrices = count_matrices(adata)
+    key = "X" if layer is None else layer
+    if key not in matrices:
+        raw = ", layer='raw' for .raw.X" if "raw" in matrices else ""
         raise DataError(
             f"adata has no layer {layer!r}; its layers are {list(adata.layers.keys())}. "
-            "Pass layer= one of them, or layer=None for X."
+            f"Pass layer= one of them{raw}, or layer=None for X."
         )
-    counts = adata.X if layer is None else adata.layers[layer]
-    where = "adata" if layer is None else f"adata.layers[{layer!r}]"
-    try:
-        check_counts(counts, where, fix="Pass the raw counts: layer= names their layer.")
-    except DataError:
-        others = {"X": adata.X, **adata.layers} if layer is not None else dict(adata.layers)
-        found = [key for key, M in others.items() if key != layer and holds_counts(M)]
-        if not found:
-            raise
-        where_found = "X" if found[0] == "X" else f"layers[{found[0]!r}]"
-        value = None if found[0] == "X" else repr(found[0])
-        fix = f"The integer counts are in {where_found}: pass layer={value}."
-        check_counts(counts, where, fix=fix)
-    raw = ad.AnnData(X=counts.copy(), obs=adata.obs.copy(), var=adata.var.copy())
-    provenance = dict(adata.uns.get("provenance", {"source": "anndata"}))
-    raw = finish(raw, label_key, where, provenance, batch_key)
-    try:
-        return preprocess(raw, **params)
-    except DataError as err:  # the job's fix names the config; a notebook passes keywords
-        raise DataError(as_keywords(str(err))) from None
+    name, counts, _ = matrices[key]
+    where = "adata" if key == "X" else f"adata.{name.lstrip('.')}"
 
+    def fix_found(found: str) -> str:
+        value = None if found == "X" else repr(found)
+        return f"The integer counts are in {matrices[found][0]}: pass layer={value}."
 
-def as_keywords(message: str) -> str:
-    """A preprocessing error's fix as this function's keywords instead of config keys:
-    "Set `preprocess: {n_top_genes: 765}` under this dataset" -> "Pass n_top_genes=765"."""
-
-    def keyword(match: re.Match) -> str:
-        value = match[3] if match[3].isdigit() else repr(match[3])
-        return f"{'P' if match[1] == 'S' else 'p'}ass {match[2]}={value}"
-
-    message = re.sub(
-        r"([Ss])et `preprocess: \{(\w+): ([^}]+)\}` under this dataset", keyword, message
+    check_count_matrix(
+        matrices, key, where, fix_found, fix="Pass the raw counts: layer= names their layer."
     )
-    return re.sub(r" under this dataset's `preprocess`", " (keywords of scembed.pp.book)", message)
+    var = adata.raw.var if name == ".raw.X" else adata.var
+    provenance = dict(adata.uns.get("provenance", {"source": "anndata"}))
+    # No name holds the finished copy, and the keywords are spelled out (a **params call
+    # keeps its arguments until it returns): preprocess() frees the full counts once it
+    # has chosen the genes.
+    return preprocess(
+        finish(
+            ad.AnnData(X=counts.copy(), obs=adata.obs.copy(), var=var.copy()),
+            label_key,
+            where,
+            provenance,
+            batch_key,
+        ),
+        gene_selection=params["gene_selection"],
+        n_top_genes=params["n_top_genes"],
+        min_genes=params["min_genes"],
+        target_sum=params["target_sum"],
+        log1p=params["log1p"],
+        validation_fraction=params["validation_fraction"],
+        test_fraction=params["test_fraction"],
+        split_seed=params["split_seed"],
+        hint=keyword_hint,
+    )
+
+
+def keyword_hint(key: str, value: object) -> str:
+    """A preprocessing setting as a keyword of :func:`book` (:data:`scembed.preprocess.Hint`):
+    "pass n_top_genes=765", where the workflow says "set `preprocess: {n_top_genes: 765}`
+    under this dataset"."""
+    if value is None:
+        return f"`{key}` (keywords of scembed.pp.book)"
+    return f"pass {key}={value!r}"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import os
+from collections.abc import Callable
 
 import anndata as ad
 import numpy as np
@@ -21,6 +24,24 @@ when its fit is singular (shallow data with many rarely detected genes)."""
 DROP_WARNING = 0.25  # the log warns when the cell filter drops more than this share
 
 log = logging.getLogger("scembed.preprocess")
+
+Hint = Callable[[str, object], str]
+"""How a message names a ``preprocess`` setting: ``hint(key, value)`` says how to set
+``key`` to ``value`` ("set ... under this dataset"), ``hint(key, None)`` where ``key`` is
+set ("`key` under this dataset's `preprocess`"). The workflow's messages name the config
+(:func:`config_hint`); :func:`scembed.pp.book` names its keywords."""
+
+
+def config_hint(key: str, value: object) -> str:
+    """A ``preprocess`` setting as the config's key under the dataset (the workflow's)."""
+    if value is None:
+        return f"`{key}` under this dataset's `preprocess`"
+    return f"set `preprocess: {{{key}: {value}}}` under this dataset"
+
+
+def sentence(text: str) -> str:
+    """``text`` starting with a capital, to open a sentence."""
+    return text[:1].upper() + text[1:]
 
 
 def count_variance(X) -> np.ndarray:
@@ -45,24 +66,27 @@ def count_variance(X) -> np.ndarray:
     return X.var(axis=0)
 
 
-def select_genes(adata: ad.AnnData, n_top_genes: int, method: str = "variance") -> np.ndarray:
-    """Indices (sorted) of the genes kept: top raw-count variance (book) or seurat_v3."""
+def select_genes(
+    adata: ad.AnnData, n_top_genes: int, method: str = "variance", hint: Hint = config_hint
+) -> np.ndarray:
+    """Indices (sorted) of the genes kept: top raw-count variance (book) or seurat_v3.
+    ``hint`` phrases the fix of an error (:data:`Hint`)."""
     if n_top_genes > adata.n_vars:
         raise DataError(
             f"n_top_genes is {n_top_genes} but the dataset has only {adata.n_vars} genes. "
-            f"Set `preprocess: {{n_top_genes: {adata.n_vars}}}` under this dataset."
+            f"{sentence(hint('n_top_genes', adata.n_vars))}."
         )
     if method == "variance":
         variance = count_variance(adata.X)
         top = np.argsort(-variance, kind="stable")[:n_top_genes]
     elif method == "seurat_v3":
-        top = np.flatnonzero(seurat_v3_genes(adata, n_top_genes))
+        top = np.flatnonzero(seurat_v3_genes(adata, n_top_genes, hint))
     else:
         raise DataError(f"unknown gene_selection {method!r}; use 'variance' or 'seurat_v3'.")
     return np.sort(top)
 
 
-def seurat_v3_genes(adata: ad.AnnData, n_top_genes: int) -> np.ndarray:
+def seurat_v3_genes(adata: ad.AnnData, n_top_genes: int, hint: Hint = config_hint) -> np.ndarray:
     """scanpy's seurat_v3 selection (boolean mask of the genes kept).
 
     Its loess fit of log variance on log mean fails as singular on some shallow data
@@ -87,8 +111,7 @@ def seurat_v3_genes(adata: ad.AnnData, n_top_genes: int) -> np.ndarray:
         return hvg["highly_variable"].to_numpy()
     raise DataError(
         f"gene_selection seurat_v3 failed on these counts with every loess span "
-        f"{list(SEURAT_V3_SPANS)} ({failure}); set `preprocess: {{gene_selection: variance}}` "
-        "under this dataset."
+        f"{list(SEURAT_V3_SPANS)} ({failure}); {hint('gene_selection', 'variance')}."
     )
 
 
@@ -131,7 +154,7 @@ def keep_batches(adata: ad.AnnData, key: str, before: set[str]) -> None:
 
 
 def preprocess(
-    raw: ad.AnnData,
+    raw: ad.AnnData | str | os.PathLike,
     *,
     gene_selection: str,
     n_top_genes: int,
@@ -141,6 +164,7 @@ def preprocess(
     validation_fraction: float,
     test_fraction: float,
     split_seed: int,
+    hint: Hint = config_hint,
 ) -> ad.AnnData:
     """Select genes, drop sparse cells, keep counts in ``layers["counts"]``, log-normalise X.
 
@@ -150,11 +174,22 @@ def preprocess(
     dropped (and, whatever ``min_genes``, cells without any count in the kept genes: a
     cell of total 0 cannot be normalised), then the split is drawn. Every obs column and
     ``uns`` entry of ``raw`` is kept, the batch column of ``uns["batch_key"]`` included
-    (:func:`keep_batches`).
+    (:func:`keep_batches`). ``hint`` phrases the fixes in the errors and the log
+    (:data:`Hint`: the config's keys by default).
+
+    ``raw`` is freed once the genes are chosen when the caller keeps no reference to it:
+    no name, and no call with ``**params`` (in CPython 3.11 such a call's argument tuple
+    holds it until the function returns). Given as a path (an ``.h5ad`` file, as the
+    workflow's job does), it is read here, so no caller can hold it.
     """
-    genes = select_genes(raw, n_top_genes, gene_selection)
+    if not isinstance(raw, ad.AnnData):
+        raw = ad.read_h5ad(raw)
+    genes = select_genes(raw, n_top_genes, gene_selection, hint)
     adata = raw[:, genes].copy()
-    del raw  # the caller passes the only reference: the full matrix is freed here
+    # The caller passes the only reference; the view above holds it in a reference
+    # cycle (anndata's), so it is collected here rather than at some later collection.
+    del raw
+    gc.collect()
     adata.X = sp.csr_matrix(adata.X)
     adata.X.eliminate_zeros()
     expressed = np.diff(adata.X.indptr)  # stored non-zeros per cell, no boolean copy
@@ -164,20 +199,20 @@ def preprocess(
             f"only {int(keep.sum())} of {adata.n_obs} cells have at least "
             f"{max(min_genes, 1)} expressed genes among the {len(genes)} kept genes, and "
             f"the workflow needs at least {MIN_CELLS}. Lower `min_genes` or raise "
-            "`n_top_genes` under this dataset's `preprocess`, or use more cells."
+            f"{hint('n_top_genes', None)}, or use more cells."
         )
     dropped = int(adata.n_obs - keep.sum())
     if dropped > DROP_WARNING * adata.n_obs:
         log.warning(
             "%d of %d cells (%.0f%%) have fewer than %d expressed genes among the %d kept "
-            "(%s selection) and are dropped; lower `min_genes` under this dataset's "
-            "`preprocess` to keep them",
+            "(%s selection) and are dropped; lower %s to keep them",
             dropped,
             adata.n_obs,
             100 * dropped / adata.n_obs,
             max(min_genes, 1),
             len(genes),
             gene_selection,
+            hint("min_genes", None),
         )
     batch_key = batch_key_of(adata)
     batches_before = set(adata.obs[batch_key].astype(str)) if batch_key else set()

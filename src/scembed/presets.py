@@ -3,8 +3,9 @@ validation, without torch.
 
 The presets are the one home of the VAE's values: the config schema describes each key
 and leaves its value to ``preset`` (default ``book``), and a key written in the config
-overrides the preset's. The workflow reads them while it plans (a minibatch larger than
-the training cells, a method's ``use_batch``) without importing torch;
+overrides the preset's. The workflow reads them while it plans (each VAE's values
+checked, a minibatch larger than the training cells, the device a training job asks a
+GPU for) without importing torch;
 :mod:`scembed.vae.params` gives the same names to the model's code, and config/README.md
 shows them in a table that ``tools/config_tables.py`` writes.
 """

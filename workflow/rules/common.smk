@@ -93,10 +93,6 @@ wildcard_constraints:
 # --------------------------------------------------------------------------- inputs, params
 
 
-def get_final_outputs():
-    return PLAN.final_outputs()
-
-
 def get_import_inputs(wildcards):
     """Files the import reads: the download (zeisel2015 without `path`) or the user's file."""
     return PLAN.import_inputs(wildcards.dataset)
@@ -123,17 +119,8 @@ def get_method(wildcards):
 
 
 def get_integration_params(wildcards):
-    """The dataset's batch column and the clustering's neighbour search (`knn_search`),
-    which the LISI's 90-neighbour search follows."""
-    return {
-        "batch_key": PLAN.batch_key(wildcards.dataset),
-        "knn_search": PLAN.cluster_params(wildcards.dataset)["knn_search"],
-    }
-
-
-def get_dataset_run_keys(wildcards):
-    """(method, seed) of every run of the dataset, in the order of get_dataset_runs."""
-    return PLAN.run_keys()
+    """The dataset's batch column and the clustering's neighbour search (`knn_search`)."""
+    return PLAN.integration_params(wildcards.dataset)
 
 
 def get_dataset_runs(wildcards):
@@ -159,17 +146,10 @@ def mem_mb(rule):
     return estimate
 
 
-def get_compute_threads(stage):
-    """The threads a job of `stage` ("train" or "cluster") computes with (config key
-    compute_threads; 0: the job's Snakemake threads): a params value, so that a change
-    reruns the jobs whose numbers it changes."""
-    return config["compute_threads"][stage]
-
-
 def train_threads(wildcards):
     """A training job's cores where the profile sets no `set-threads` for it: its compute
     threads (4 when they follow the scheduler), so CPU trainings run side by side."""
-    return config["compute_threads"]["train"] or 4
+    return PLAN.compute_threads("train") or 4
 
 
 def cluster_threads(wildcards, input):
@@ -182,7 +162,9 @@ def cluster_threads(wildcards, input):
 
 def gpu_request(wildcards):
     """A training job's `gpu` resource where the profile sets none for it: 1 where it
-    trains on a GPU of this machine, 0 on the CPU (scembed.resources.gpu_request)."""
+    trains on a GPU of this machine, 0 on the CPU (scembed.resources.gpu_request), its
+    device resolved as the job resolves it (the method's, its preset's or the schema's).
+    """
     from scembed.resources import gpu_request as units
 
-    return units(PLAN.methods[wildcards.method].get("device", "auto"))
+    return units(PLAN.method_device(wildcards.method))

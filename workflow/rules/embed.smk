@@ -41,7 +41,7 @@ rule train_vae:
         gpu=gpu_request,
     params:
         method=get_method,
-        threads=get_compute_threads("train"),
+        threads=PLAN.compute_threads("train"),
         failed_checkpoint=f"{RESULTS}/logs/train_vae/{{dataset}}/{{method}}/seed{{seed}}.best.pt",
         # outside the outputs: Snakemake's cleanup of a killed job's outputs keeps it
         checkpoint=f"{RESULTS}/checkpoints/train_vae/{{dataset}}/{{method}}/seed{{seed}}.pt",
@@ -71,6 +71,6 @@ rule train_scvi:
         gpu=gpu_request,
     params:
         method=get_method,
-        threads=get_compute_threads("train"),
+        threads=PLAN.compute_threads("train"),
     script:
         "../scripts/train_scvi.py"

@@ -19,7 +19,7 @@ rule cluster:
         mem_mb=mem_mb("cluster"),
     params:
         cluster=get_cluster_params,
-        threads=get_compute_threads("cluster"),
+        threads=PLAN.compute_threads("cluster"),
     script:
         "../scripts/cluster.py"
 
@@ -42,6 +42,6 @@ rule integration:
         mem_mb=mem_mb("integration"),
     params:
         integration=get_integration_params,
-        threads=get_compute_threads("cluster"),
+        threads=PLAN.compute_threads("cluster"),
     script:
         "../scripts/integration.py"

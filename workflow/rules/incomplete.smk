@@ -5,10 +5,10 @@
 
 
 def get_run_steps(dataset, method, seed):
-    """The jobs one run needs, in order, as scembed.incomplete.Step (rule, the file it
+    """The jobs one run needs, in order, as scembed.diagnosis.Step (rule, the file it
     makes, its log), read from the rules themselves; the last makes metrics.json."""
     from snakemake.io import apply_wildcards
-    from scembed.incomplete import Step
+    from scembed.diagnosis import Step
 
     embed_rule = KINDS[PLAN.methods[method]["kind"]].rule
     names = ["import_dataset", "preprocess", embed_rule]
@@ -29,9 +29,10 @@ def get_run_steps(dataset, method, seed):
 
 
 def get_summary_steps():
-    """The jobs of the summary and the figures: one Step per file of get_final_outputs()."""
+    """The jobs of the summary and the figures: one Step per file of the rules
+    summarize, compare, provenance and plot_dataset (of each dataset)."""
     from snakemake.io import apply_wildcards
-    from scembed.incomplete import Step
+    from scembed.diagnosis import Step
 
     steps = [
         Step(name, output, getattr(rules, name).log[0])
@@ -86,7 +87,7 @@ def forget_incomplete_run():
     try:
         from scembed.incomplete import remove_report
 
-        if all(os.path.exists(path) for path in get_final_outputs()):
+        if all(os.path.exists(path) for path in PLAN.final_outputs()):
             removed = remove_report(f"{RESULTS}/summary")
             if removed:
                 logger.info(

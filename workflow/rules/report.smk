@@ -85,7 +85,7 @@ rule plot_dataset:
     conda:
         "../envs/scanpy.yaml"
     params:
-        runs=get_dataset_run_keys,
+        runs=PLAN.run_keys(),
     script:
         "../scripts/plot_dataset.py"
 
@@ -126,8 +126,7 @@ rule provenance:
     conda:
         "../envs/scanpy.yaml"
     params:
-        # the config of the run: only the methods that run, the seeds sorted
-        config=params_value({**config, "methods": PLAN.methods, "seeds": PLAN.seeds}),
+        config=PLAN.run_config(),
         datasets=PLAN.datasets,
         repo=WORKFLOW_DIR,
     script:

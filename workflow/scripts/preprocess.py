@@ -1,7 +1,5 @@
 """Gene selection, cell filter, log-normalisation and the train/validation/test split."""
 
-import anndata as ad
-
 from scembed.batches import batch_key_of
 from scembed.preprocess import preprocess
 from scembed.runtime import setup_logging, write_h5ad
@@ -9,8 +7,9 @@ from scembed.runtime import setup_logging, write_h5ad
 
 def main(snakemake):
     log = setup_logging(snakemake.log[0])
-    # no reference kept here: preprocess() frees the full matrix once the genes are chosen
-    adata = preprocess(ad.read_h5ad(snakemake.input[0]), **snakemake.params.preprocess)
+    # given the path, preprocess() reads the counts itself and frees the full matrix once
+    # the genes are chosen (no reference to it is kept here)
+    adata = preprocess(snakemake.input[0], **snakemake.params.preprocess)
     log.info(
         "kept %d cells x %d genes (%d cells dropped); split %s",
         *adata.shape,

@@ -6,6 +6,7 @@ counts are checked and put in the common layout by :func:`~scembed.sources.finis
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import anndata as ad
@@ -14,6 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from scembed.checks import (
+    RAW_COUNTS_FIX,
     DataError,
     check_batches,
     check_counts,
@@ -60,18 +62,14 @@ def read_h5ad(path: str, counts_layer: str = "X") -> ad.AnnData:
         )
     name, X, var_names = matrices[counts_layer]
     where = path if counts_layer == "X" else f"{path} ({name})"
-    try:
-        check_counts(X, where)
-    except DataError:
-        found = [k for k, (_, M, _) in matrices.items() if k != counts_layer and holds_counts(M)]
-        if not found:
-            raise
-        check_counts(
-            X,
-            where,
-            fix=f"{name} looks normalised or transformed; the integer counts are in "
-            f"{matrices[found[0]][0]}: set `counts_layer: {found[0]}` for this dataset.",
+
+    def fix(found: str) -> str:
+        return (
+            f"{name} looks normalised or transformed; the integer counts are in "
+            f"{matrices[found][0]}: set `counts_layer: {found}` for this dataset."
         )
+
+    check_count_matrix(matrices, counts_layer, where, fix)
     return ad.AnnData(X=X, obs=adata.obs.copy(), var=pd.DataFrame(index=var_names))
 
 
@@ -85,6 +83,27 @@ def count_matrices(adata: ad.AnnData) -> dict:
     if adata.raw is not None and "raw" not in matrices:
         matrices["raw"] = (".raw.X", adata.raw.X, adata.raw.var_names)
     return matrices
+
+
+def check_count_matrix(
+    matrices: dict,
+    key: str,
+    where: str,
+    fix_found: Callable[[str], str],
+    fix: str = RAW_COUNTS_FIX,
+) -> None:
+    """Check that ``matrices[key]`` (of :func:`count_matrices`) holds the counts, as
+    :func:`~scembed.checks.check_counts` does, naming ``where`` and ending with ``fix``.
+    When it does not but another of ``matrices`` does, the DataError ends
+    with ``fix_found(that key)`` instead: where the counts are, and how to read them."""
+    X = matrices[key][1]
+    try:
+        check_counts(X, where, fix=fix)
+    except DataError:
+        found = [k for k, (_, M, _) in matrices.items() if k != key and holds_counts(M)]
+        if not found:
+            raise
+        check_counts(X, where, fix=fix_found(found[0]))
 
 
 def holds_counts(X) -> bool:

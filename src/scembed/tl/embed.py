@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 import anndata as ad
@@ -11,8 +12,16 @@ import pandas as pd
 
 from scembed.api_support import batches_of, call_threads, split_of
 from scembed.checks import DataError
+from scembed.schema import method_default
 
 log = logging.getLogger("scembed.tl")
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, where the platform reports it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def pca(
@@ -43,19 +52,20 @@ def pca(
         Written to ``adata.obsm[key_added]`` (cells x components, float32).
     threads
         Compute threads for the call (OpenMP/BLAS, Harmony), restored after; None
-        leaves them as they are.
+        leaves OpenMP/BLAS as they are and gives Harmony every CPU this process may
+        use. Any count gives the same numbers.
     """
     from scembed.pca import harmony_scores, pca_embedding
-    from scembed.schema import load_schema
 
     if n_components is None:
-        n_components = load_schema()["$defs"]["pca"]["properties"]["n_components"]["default"]
+        n_components = method_default("pca", "n_components")
     train = split_of(adata) == "train"
     batch, _ = batches_of(adata, batch_key) if use_batch else (None, [])
     with call_threads(threads):
         scores = pca_embedding(adata.X, train, n_components, seed)
         if batch is not None:
-            scores = harmony_scores(scores, batch, seed, threads=threads or 1)
+            harmony_threads = threads if threads is not None else usable_cpus()
+            scores = harmony_scores(scores, batch, seed, threads=harmony_threads)
     adata.obsm[key_added] = scores
 
 
@@ -129,7 +139,7 @@ def vae(
 
     from scembed.vae.device import resolve_device
     from scembed.vae.params import resolve_params
-    from scembed.vae.train import _build, train_vae
+    from scembed.vae.train import build_model, train_vae
 
     settings = resolve_params({**params, "preset": preset, "device": device})
     if layer is not None and layer not in adata.layers:
@@ -146,8 +156,9 @@ def vae(
         result = train_vae(
             counts, split, settings, seed, log=log.info, batch=batch, batch_names=names or None
         )
-        # the network as the training built it (train._build), with its best weights
-        model = _build(counts.shape[1], settings, seed, torch.device("cpu"), result.batches)[0]
+        # the network the training built, given its best weights; built inside fork_rng,
+        # its throwaway initial weights leave the caller's random state alone
+        model = build_model(counts.shape[1], settings, result.batches)
     model.load_state_dict(result.state_dict)
     model.eval()
     adata.obsm[key_added] = result.latent

@@ -27,10 +27,10 @@ def _embedding_anndata(adata, use_rep, label_key, batch_key) -> ad.AnnData:
     obs[label_key] = normalise_labels(adata.obs[label_key])
     obs["split"] = split_of(adata) if "split" in adata.obs else "train"
     uns = {"label_key": label_key}
-    _, names = batches_of(adata, batch_key, label_key)
+    batch_key = obs_key(adata, batch_key, "batch")
+    codes, names = batches_of(adata, batch_key, label_key)
     if names:
-        batch_key = obs_key(adata, batch_key, "batch")
-        obs[batch_key] = pd.Categorical(adata.obs[batch_key].astype(str).to_numpy())
+        obs[batch_key] = pd.Categorical.from_codes(codes, names)
         uns["batch_key"] = batch_key
     frame = ad.AnnData(obs=obs, uns=uns)
     return embedding_anndata(frame, np.asarray(adata.obsm[use_rep]), {"method": use_rep})

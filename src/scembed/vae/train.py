@@ -171,7 +171,23 @@ def _build(
     ``batch_names``, a model conditioned on that many batches."""
     torch.manual_seed(seed)
     shuffle = torch.Generator().manual_seed(seed)
-    model = VAE(
+    model = build_model(n_genes, params, batch_names, device)
+    optimizer = flat_adam(model, params.lr, eps=params.adam_eps, weight_decay=params.weight_decay)
+    return model, optimizer, shuffle
+
+
+def build_model(
+    n_genes: int,
+    params: VAEParams,
+    batch_names: Sequence[str] = (),
+    device: torch.device | str = "cpu",
+) -> VAE:
+    """The network :func:`train_vae` trains for ``params`` (a model conditioned on the
+    batches ``batch_names``, when given), on ``device``: load a trained state_dict into
+    it (``TrainResult.state_dict``). Its initial weights come from torch's global random
+    state; the training seeds that state first."""
+    batch_names = list(batch_names)
+    return VAE(
         n_genes,
         n_latent=params.n_latent,
         n_hidden=params.n_hidden,
@@ -184,8 +200,6 @@ def _build(
         n_batch=len(batch_names),
         batch_names=batch_names or None,
     ).to(device)
-    optimizer = flat_adam(model, params.lr, eps=params.adam_eps, weight_decay=params.weight_decay)
-    return model, optimizer, shuffle
 
 
 def _train_epoch(model, steps: TrainingSteps, data: TrainingData, order, params, kl_scale=1.0):
